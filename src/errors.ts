@@ -46,6 +46,18 @@ export const ERROR_CODES = {
   'cancelled': 'the channel was cancelled by an operator',
   'shutdown': 'the gateway is shutting down',
   'internal': 'an unexpected internal error',
+  // PKI (src/pki, certs/vmgate-pki)
+  'pki-usage': 'the PKI command line was used wrongly',
+  'pki-bad-input': 'a PKI option is invalid (name, days, key size, reason, serial)',
+  'pki-bad-san': 'a subject alternative name is malformed',
+  'pki-exists': 'a PKI file exists and would be overwritten',
+  'pki-ca-missing': 'the CA directory or one of its files is missing',
+  'pki-ca-expired': 'the CA certificate is expired or not yet valid',
+  'pki-ca-mismatch': 'a certificate or directory belongs to a different CA',
+  'pki-bad-passphrase': 'the CA key passphrase is missing or wrong',
+  'pki-unreadable': 'a certificate, key, CRL or CA index could not be read or parsed',
+  'pki-unknown-serial': 'the CA issued no certificate with this serial',
+  'pki-verify-failed': 'a host certificate directory failed verification',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
