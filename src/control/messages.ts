@@ -1,0 +1,191 @@
+/**
+ * Typed control messages on top of frames (docs/protocol.md §2). Every body
+ * is checked by a strict zod schema: an unknown type is `protocol-violation`,
+ * a body that breaks a constraint is `frame-malformed` naming the field.
+ * Ordering (which message may come when) is the handshake's job, not this
+ * file's.
+ */
+import { z } from 'zod';
+import { type ErrorCode, isErrorCode, VmgateError } from '../errors.js';
+import { encodeFrame, type Frame } from './frame-codec.js';
+
+export const MessageType = {
+  HELLO: 1,
+  WELCOME: 2,
+  AUTH: 3,
+  AUTH_OK: 4,
+  OPEN: 5,
+  OPENED: 6,
+  ERROR: 7,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+export interface HelloMessage { type: typeof MessageType.HELLO; versions: number[] }
+export interface WelcomeMessage { type: typeof MessageType.WELCOME; version: number; mechanisms: string[] }
+/** `response` is the decoded SASL initial response. */
+export interface AuthMessage { type: typeof MessageType.AUTH; mechanism: string; response: Buffer }
+export interface AuthOkMessage { type: typeof MessageType.AUTH_OK; user: string }
+export interface OpenMessage { type: typeof MessageType.OPEN; target: string; session: string; channel: number }
+export interface OpenedMessage { type: typeof MessageType.OPENED }
+export interface ErrorMessage { type: typeof MessageType.ERROR; code: ErrorCode; message: string }
+
+export type Message =
+  | HelloMessage
+  | WelcomeMessage
+  | AuthMessage
+  | AuthOkMessage
+  | OpenMessage
+  | OpenedMessage
+  | ErrorMessage;
+
+export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
+  1: 'HELLO',
+  2: 'WELCOME',
+  3: 'AUTH',
+  4: 'AUTH_OK',
+  5: 'OPEN',
+  6: 'OPENED',
+  7: 'ERROR',
+};
+
+// ---- field constraints (exported so config validation can reuse them) ----
+
+export const MAX_TARGET_LENGTH = 64;
+export const TARGET_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+export const SESSION_PATTERN = /^[0-9a-f]{32}$/;
+export const MAX_CHANNEL = 1023;
+export const MAX_ERROR_MESSAGE_LENGTH = 512;
+export const MAX_AUTH_RESPONSE_LENGTH = 4096;
+/** RFC 4422 §3.1 mechanism names: 1..20 of A-Z 0-9 - _. */
+export const MECHANISM_PATTERN = /^[A-Z0-9_-]{1,20}$/;
+
+/** A target name that cannot be read as a path, a host:port or a dotfile. */
+export function isValidTarget(name: string): boolean {
+  return name.length >= 1 && name.length <= MAX_TARGET_LENGTH && TARGET_PATTERN.test(name) && !name.includes('..');
+}
+
+/** Canonical RFC 4648 base64 only: no whitespace, no URL alphabet, correct padding, zero pad bits. */
+export function isStrictBase64(s: string): boolean {
+  return s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s) && Buffer.from(s, 'base64').toString('base64') === s;
+}
+
+const version = z.number().int('must be an integer').positive('must be positive');
+const mechanism = z.string().regex(MECHANISM_PATTERN, 'must be 1..20 characters of A-Z 0-9 - _');
+
+const schemas = {
+  [MessageType.HELLO]: z.strictObject({
+    versions: z.array(version).min(1, 'must list 1..16 versions').max(16, 'must list 1..16 versions'),
+  }),
+  [MessageType.WELCOME]: z.strictObject({
+    version,
+    mechanisms: z.array(mechanism).min(1, 'must list 1..8 mechanisms').max(8, 'must list 1..8 mechanisms'),
+  }),
+  [MessageType.AUTH]: z.strictObject({
+    mechanism,
+    response: z
+      .string()
+      .max(MAX_AUTH_RESPONSE_LENGTH, `must be at most ${MAX_AUTH_RESPONSE_LENGTH} characters`)
+      .refine(isStrictBase64, 'must be canonical base64')
+      .transform((s) => Buffer.from(s, 'base64')),
+  }),
+  [MessageType.AUTH_OK]: z.strictObject({
+    user: z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters'),
+  }),
+  [MessageType.OPEN]: z.strictObject({
+    target: z.string().refine(isValidTarget, `must be 1..${MAX_TARGET_LENGTH} characters of A-Z a-z 0-9 . _ -, start with a letter or digit and not contain ".."`),
+    session: z.string().regex(SESSION_PATTERN, 'must be exactly 32 lowercase hex digits'),
+    channel: z.number().int('must be an integer').min(0, `must be 0..${MAX_CHANNEL}`).max(MAX_CHANNEL, `must be 0..${MAX_CHANNEL}`),
+  }),
+  [MessageType.OPENED]: z.strictObject({}),
+  [MessageType.ERROR]: z
+    .strictObject({
+      // Shape-checked even when unknown, so a newer peer's code can be logged safely.
+      code: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be a lowercase error code of at most 64 characters'),
+      message: z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`),
+    })
+    .transform(({ code, message }): { code: ErrorCode; message: string } =>
+      isErrorCode(code) ? { code, message } : { code: 'internal', message: `peer error code "${code}": ${message}` },
+    ),
+} as const;
+
+function isMessageType(t: number): t is MessageType {
+  return Object.hasOwn(schemas, t);
+}
+
+function fieldName(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out === '' ? String(p) : `.${String(p)}`;
+  return out === '' ? '(body)' : out;
+}
+
+function describeIssues(issues: readonly z.core.$ZodIssue[], body: Record<string, unknown>): string {
+  return issues
+    .slice(0, 3)
+    .map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        const keys = issue.keys.slice(0, 3).map((k) => JSON.stringify(k.slice(0, 32)));
+        return `unknown field ${keys.join(', ')}${issue.keys.length > 3 ? ', ...' : ''}`;
+      }
+      const [top] = issue.path;
+      if (issue.code === 'invalid_type' && issue.path.length === 1 && typeof top === 'string' && !Object.hasOwn(body, top)) {
+        return `${top}: missing`;
+      }
+      return `${fieldName(issue.path)}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Validates a decoded frame and returns the typed message. */
+export function decodeMessage(frame: Frame): Message {
+  const { type } = frame;
+  if (!isMessageType(type)) {
+    throw new VmgateError('protocol-violation', `unknown control message type ${type}`);
+  }
+  const result = schemas[type].safeParse(frame.body);
+  if (!result.success) {
+    throw new VmgateError('frame-malformed', `${MESSAGE_NAMES[type]}: ${describeIssues(result.error.issues, frame.body)}`);
+  }
+  return { type, ...result.data } as Message;
+}
+
+function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let cut = s.slice(0, max - 1);
+  const last = cut.charCodeAt(cut.length - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut = cut.slice(0, -1); // never split a surrogate pair
+  return `${cut}…`;
+}
+
+function bodyOf(m: Message): Record<string, unknown> {
+  switch (m.type) {
+    case MessageType.HELLO:
+      return { versions: m.versions };
+    case MessageType.WELCOME:
+      return { version: m.version, mechanisms: m.mechanisms };
+    case MessageType.AUTH:
+      return { mechanism: m.mechanism, response: m.response.toString('base64') };
+    case MessageType.AUTH_OK:
+      return { user: m.user };
+    case MessageType.OPEN:
+      return { target: m.target, session: m.session, channel: m.channel };
+    case MessageType.OPENED:
+      return {};
+    case MessageType.ERROR:
+      // Error text is often built from arbitrary errors: cut it to what the peer accepts.
+      return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH) };
+  }
+}
+
+/**
+ * Encodes a message as one frame. The body is checked against the same schema
+ * the peer applies, so a message the peer would reject is never sent (that is
+ * a local bug: code `internal`).
+ */
+export function encodeMessage(m: Message): Buffer {
+  const body = bodyOf(m);
+  const check = schemas[m.type].safeParse(body);
+  if (!check.success) {
+    throw new VmgateError('internal', `refusing to send invalid ${MESSAGE_NAMES[m.type]}: ${describeIssues(check.error.issues, body)}`);
+  }
+  return encodeFrame(m.type, body);
+}
