@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { once } from 'node:events';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { createNetnsPair, leftoverNamespaces, type NetnsPair } from '../helpers/netns.js';
 import {
   GUEST_LOAD_ADDR,
@@ -54,7 +55,7 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
     return { src, dst, uri: `tcp:${net.addrB}:${port}` };
   }
 
-  async function migrateAndCompare(plan: MigrationPlan): Promise<void> {
+  async function migrateAndCompare(t: TestContext, plan: MigrationPlan): Promise<void> {
     const { src, dst, uri } = await launchPair(plan);
     const srcHash = await src.ramHash();
     const result = await migrateAndWait(src, dst, uri, plan, TIMEOUT_MS);
@@ -65,10 +66,14 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
     const line = `${plan.mode}: ${result.elapsedMs} ms wall, total-time ${result.source['total-time']} ms, ` +
       `${mib.toFixed(0)} MiB, ${ram?.mbps.toFixed(0)} Mbit/s, downtime ${result.source.downtime} ms, ` +
       `statuses ${result.sourceStatuses.join('>')}`;
-    process.stderr.write(`# ${line}\n`);
+    t.diagnostic(line);
     // the random part cannot be deduplicated: at least that much crossed the link
     assert.ok((ram?.transferred ?? 0) >= image.size, `only ${ram?.transferred} bytes transferred`);
     await Promise.all([src.kill(), dst.kill()]);
+    if (plan.mode === 'multifd') {
+      // the RAM pages went over the multifd channels, not the main one
+      assert.ok(Number(ram?.['multifd-bytes'] ?? 0) >= image.size, `multifd-bytes ${ram?.['multifd-bytes']}`);
+    }
     if (plan.mode === 'postcopy') {
       assert.equal(result.destinationState, 'paused');
       assert.ok(result.sourceStatuses.includes('postcopy-active'), `no postcopy-active: ${result.sourceStatuses.join('>')}`);
@@ -88,15 +93,39 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
     await Promise.all([vm.kill(), other.kill()]);
   });
 
-  test('direct-precopy', async () => {
-    await migrateAndCompare({ mode: 'precopy' });
+  test('link-down-cuts-link-up-restores', async () => {
+    const server = net.spawnIn(net.b, [
+      process.execPath, '-e',
+      `require('node:net').createServer((s) => s.end('pong')).listen(7000, '${net.addrB}', () => console.log('listening'))`,
+    ]);
+    try {
+      await once(server.stdout!, 'data');
+      const probe = async (): Promise<string> => {
+        const script = `const s = require('node:net').connect(7000, '${net.addrB}');
+          s.setTimeout(3000, () => { console.log('timeout'); process.exit(0); });
+          s.on('data', (d) => { console.log(String(d)); process.exit(0); });
+          s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+        return (await net.exec(net.a, [process.execPath, '-e', script])).stdout.trim();
+      };
+      assert.equal(await probe(), 'pong');
+      await net.linkDown();
+      assert.equal(await probe(), 'ENETUNREACH');
+      await net.linkUp();
+      assert.equal(await probe(), 'pong');
+    } finally {
+      process.kill(-server.pid!, 'SIGKILL');
+    }
   });
 
-  test('direct-multifd-4-channels', async () => {
-    await migrateAndCompare({ mode: 'multifd', multifdChannels: 4 });
+  test('direct-precopy', async (t) => {
+    await migrateAndCompare(t, { mode: 'precopy' });
   });
 
-  test('direct-postcopy', async () => {
-    await migrateAndCompare({ mode: 'postcopy' });
+  test('direct-multifd-4-channels', async (t) => {
+    await migrateAndCompare(t, { mode: 'multifd', multifdChannels: 4 });
+  });
+
+  test('direct-postcopy', async (t) => {
+    await migrateAndCompare(t, { mode: 'postcopy' });
   });
 });

@@ -118,7 +118,11 @@ export interface NetnsPair {
   readonly ifname: string;
   exec(ns: string, argv: readonly string[], timeoutMs?: number): Promise<ExecResult>;
   spawnIn(ns: string, argv: readonly string[], options?: SpawnOptions): ChildProcess;
-  /** Takes the link down on both ends (packets stop; no RST is sent by anyone). */
+  /**
+   * Takes the link down on both ends. Nobody sends a RST or FIN: established
+   * connections see silence (their retransmits are dropped) until `linkUp`;
+   * new connects fail at once with ENETUNREACH (the /30's route goes away).
+   */
   linkDown(): Promise<void>;
   /** Brings both ends back up. */
   linkUp(): Promise<void>;
