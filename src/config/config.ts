@@ -1,0 +1,56 @@
+import type { HostPort, LocalEndpoint } from './endpoint.js';
+
+/** A validated config: every path absolute, every address parsed. */
+export interface Config {
+  file: string;
+  name: string;
+  tls: TlsFiles;
+  server: ServerConfig | undefined;
+  routes: RouteConfig[];
+  channel: { closeGraceMs: number };
+  log: { level: string };
+}
+
+export interface TlsFiles {
+  ca: string;
+  /** Identity presented when accepting (server role). */
+  cert: string;
+  key: string;
+  /** Identity presented when dialling a peer (client role). */
+  clientCert: string;
+  clientKey: string;
+  /** Certificate revocation list; undefined when none is configured or present. */
+  crl: string | undefined;
+}
+
+export interface AllowRule {
+  peer: string;
+  user: string;
+}
+
+export interface TargetConfig {
+  name: string;
+  connect: LocalEndpoint;
+  allow: AllowRule[];
+}
+
+export interface ServerConfig {
+  listen: HostPort;
+  credentials: string;
+  targets: Map<string, TargetConfig>;
+  handshakeTimeoutMs: number;
+  maxHandshakes: number;
+  maxChannels: number;
+  channelOrderTimeoutMs: number;
+}
+
+export interface RouteConfig {
+  name: string;
+  listen: LocalEndpoint;
+  peer: HostPort;
+  peerName: string;
+  target: string;
+  user: string;
+  passwordFile: string;
+  connectTimeoutMs: number;
+}

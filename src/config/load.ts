@@ -1,0 +1,160 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { VmgateError, messageOf } from '../errors.js';
+import type { Config, RouteConfig, ServerConfig, TargetConfig, TlsFiles } from './config.js';
+import { isLoopback, parseHostPort, parseLocalEndpoint, formatEndpoint, type LocalEndpoint } from './endpoint.js';
+import { configSchema, type RawConfig } from './schema.js';
+
+/** File names of QEMU's tls-creds-x509 directory layout. */
+export const QEMU_TLS_LAYOUT = {
+  ca: 'ca-cert.pem',
+  cert: 'server-cert.pem',
+  key: 'server-key.pem',
+  clientCert: 'client-cert.pem',
+  clientKey: 'client-key.pem',
+  crl: 'ca-crl.pem',
+} as const;
+
+/** Reads, parses and validates a config file. Throws config-invalid listing every problem. */
+export async function loadConfig(file: string): Promise<Config> {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e: unknown) {
+    throw new VmgateError('config-unreadable', `cannot read config ${path}: ${messageOf(e)}`, { cause: e });
+  }
+  return parseConfig(text, path);
+}
+
+export function parseConfig(text: string, path: string): Config {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw invalid(path, doc.errors.map((e) => `YAML: ${e.message}`));
+  }
+  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) {
+    throw invalid(path, parsed.error.issues.map((i) => describeIssue(i, doc.toJS())));
+  }
+  const problems: string[] = [];
+  const config = resolveConfig(parsed.data, path, problems);
+  if (problems.length > 0) throw invalid(path, problems);
+  return config;
+}
+
+function invalid(path: string, problems: string[]): VmgateError {
+  const list = problems.map((p) => `  - ${p}`).join('\n');
+  return new VmgateError('config-invalid', `config ${path} is invalid:\n${list}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
+  const key = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+  if (issue.code === 'unrecognized_keys') {
+    return `${key}: unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; check the spelling against docs/configuration.md`;
+  }
+  const value = valueAt(root, issue.path);
+  const shown = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
+  return `${key}: ${shown}; expected ${issue.message.replace(/^Invalid input: expected /, '')}`;
+}
+
+function valueAt(root: unknown, path: PropertyKey[]): unknown {
+  let v: unknown = root;
+  for (const k of path) {
+    if (typeof v !== 'object' || v === null) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config {
+  const base = dirname(path);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  return {
+    file: path,
+    name: raw.name ?? hostname(),
+    tls: resolveTls(raw.tls, abs, problems),
+    server: raw.server ? resolveServer(raw.server, abs, base, problems) : undefined,
+    routes: Object.entries(raw.routes).map(([name, r]) => resolveRoute(name, r, abs, base, problems)),
+    channel: raw.channel,
+    log: raw.log,
+  };
+}
+
+function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems: string[]): TlsFiles {
+  const pick = (key: keyof typeof QEMU_TLS_LAYOUT): string | undefined => {
+    const explicit = raw[key];
+    if (explicit !== undefined) return abs(explicit);
+    return raw.dir !== undefined ? resolve(abs(raw.dir), QEMU_TLS_LAYOUT[key]) : undefined;
+  };
+  const need = (key: Exclude<keyof typeof QEMU_TLS_LAYOUT, 'crl'>): string => {
+    const p = pick(key);
+    if (p === undefined) problems.push(`tls.${key}: missing; expected a file path, or tls.dir pointing at a QEMU tls-creds-x509 directory`);
+    return p ?? '';
+  };
+  const cert = need('cert');
+  const key = need('key');
+  // The client identity defaults to the server one: a host certificate from
+  // certs/ carries both serverAuth and clientAuth.
+  const clientCert = pick('clientCert') ?? cert;
+  const clientKey = pick('clientKey') ?? key;
+  let crl = pick('crl');
+  if (crl !== undefined && raw.crl === undefined && !existsSync(crl)) crl = undefined; // optional in a dir
+  return { ca: need('ca'), cert, key, clientCert, clientKey, crl };
+}
+
+function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[]): LocalEndpoint {
+  const e = parseLocalEndpoint(text, base);
+  if (typeof e === 'string') {
+    problems.push(`${key}: got ${JSON.stringify(text)}; ${e}`);
+    return { kind: 'unix', path: '' };
+  }
+  if (e.kind === 'tcp' && !isLoopback(e.host) && !unsafe) {
+    problems.push(
+      `${key}: got ${JSON.stringify(formatEndpoint(e))}; expected a loopback address (127.0.0.1, ::1) or a unix socket — ` +
+        'migration streams are plain text on this leg. Set unsafeAllowNonLoopback: true beside it only if that network is trusted',
+    );
+  }
+  return e;
+}
+
+function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) => string, base: string, problems: string[]): ServerConfig {
+  const listen = parseHostPort(raw.listen);
+  if (typeof listen === 'string') problems.push(`server.listen: got ${JSON.stringify(raw.listen)}; ${listen}`);
+  const targets = new Map<string, TargetConfig>();
+  for (const [name, t] of Object.entries(raw.targets)) {
+    const key = `server.targets.${name}`;
+    if (t.allow.length === 0) {
+      problems.push(`${key}.allow: empty; an empty allow-list admits no one — add { peer: <certificate name>, user: <SASL user> }`);
+    }
+    targets.set(name, { name, connect: localEndpoint(`${key}.connect`, t.connect, base, t.unsafeAllowNonLoopback, problems), allow: t.allow });
+  }
+  return {
+    listen: typeof listen === 'string' ? { host: '', port: 0 } : listen,
+    credentials: abs(raw.credentials),
+    targets,
+    handshakeTimeoutMs: raw.handshakeTimeoutMs,
+    maxHandshakes: raw.maxHandshakes,
+    maxChannels: raw.maxChannels,
+    channelOrderTimeoutMs: raw.channelOrderTimeoutMs,
+  };
+}
+
+function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: string) => string, base: string, problems: string[]): RouteConfig {
+  const key = `routes.${name}`;
+  const peer = parseHostPort(raw.peer);
+  if (typeof peer === 'string') problems.push(`${key}.peer: got ${JSON.stringify(raw.peer)}; ${peer}`);
+  return {
+    name,
+    listen: localEndpoint(`${key}.listen`, raw.listen, base, raw.unsafeAllowNonLoopback, problems),
+    peer: typeof peer === 'string' ? { host: '', port: 0 } : peer,
+    peerName: raw.peerName,
+    target: raw.target,
+    user: raw.user,
+    passwordFile: abs(raw.passwordFile),
+    connectTimeoutMs: raw.connectTimeoutMs,
+  };
+}

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/**
+ * The shape of a gateway's YAML config file, as the operator writes it.
+ * Semantic checks that need more than a shape (addresses, loopback rules,
+ * cross references) live in validate.ts so every message can name its key.
+ */
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a name of letters, digits, ".", "_" or "-" (max 64)');
+const path = z.string().min(1, 'a file path');
+const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+
+export const allowRuleSchema = z.object({
+  peer: z.string().min(1, 'a certificate name (DNS SAN or CN) or "*" for any verified peer'),
+  user: z.string().min(1, 'a SASL user name or "*" for any authenticated user'),
+}).strict();
+
+export const targetSchema = z.object({
+  connect: z.string(),
+  allow: z.array(allowRuleSchema).default([]),
+  unsafeAllowNonLoopback: z.boolean().default(false),
+}).strict();
+
+export const serverSchema = z.object({
+  listen: z.string(),
+  credentials: path,
+  targets: z.record(name, targetSchema),
+  handshakeTimeoutMs: ms(100, 120_000).default(10_000),
+  maxHandshakes: z.number().int().min(1).max(10_000).default(64),
+  maxChannels: z.number().int().min(1).max(100_000).default(512),
+  channelOrderTimeoutMs: ms(100, 600_000).default(30_000),
+}).strict();
+
+export const routeSchema = z.object({
+  listen: z.string(),
+  peer: z.string(),
+  peerName: z.string().min(1),
+  target: name,
+  user: z.string().min(1).max(255),
+  passwordFile: path,
+  unsafeAllowNonLoopback: z.boolean().default(false),
+  connectTimeoutMs: ms(100, 120_000).default(10_000),
+}).strict();
+
+export const tlsSchema = z.object({
+  dir: path.optional(),
+  ca: path.optional(),
+  cert: path.optional(),
+  key: path.optional(),
+  clientCert: path.optional(),
+  clientKey: path.optional(),
+  crl: path.optional(),
+}).strict();
+
+export const configSchema = z.object({
+  name: name.optional(),
+  tls: tlsSchema,
+  server: serverSchema.optional(),
+  routes: z.record(name, routeSchema).default({}),
+  channel: z.object({
+    /** How long a closing channel may take to flush before it is destroyed. */
+    closeGraceMs: ms(0, 600_000).default(5_000),
+  }).strict().default({ closeGraceMs: 5_000 }),
+  log: z.object({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  }).strict().default({ level: 'info' }),
+}).strict();
+
+export type RawConfig = z.infer<typeof configSchema>;

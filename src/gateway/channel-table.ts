@@ -1,0 +1,49 @@
+import type { ErrorCode } from '../errors.js';
+import type { Relay } from '../relay/relay.js';
+
+/** One channel in its data phase, as the control surface and shutdown see it. */
+export interface ChannelEntry {
+  relay: Relay;
+  role: 'route' | 'server';
+  session: string;
+  channel: number;
+  /** Route name (source side) or target name (destination side). */
+  target: string;
+  /** The peer certificate's name. */
+  peer: string;
+  startedAt: number;
+}
+
+/** The channels of this gateway that are in their data phase. */
+export class ChannelTable {
+  private readonly entries = new Set<ChannelEntry>();
+
+  add(e: Omit<ChannelEntry, 'startedAt'>): ChannelEntry {
+    const entry = { ...e, startedAt: Date.now() };
+    this.entries.add(entry);
+    return entry;
+  }
+
+  remove(e: ChannelEntry): void {
+    this.entries.delete(e);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  list(): ChannelEntry[] {
+    return [...this.entries];
+  }
+
+  /** Ends every channel (of one session, when given) at once with `cause`. Returns how many. */
+  abortAll(cause: ErrorCode, message: string, session?: string): number {
+    let n = 0;
+    for (const e of this.entries) {
+      if (session !== undefined && e.session !== session) continue;
+      e.relay.abort(cause, message);
+      n += 1;
+    }
+    return n;
+  }
+}

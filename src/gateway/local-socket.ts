@@ -1,0 +1,54 @@
+import { lstat, unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { formatEndpoint, type LocalEndpoint } from '../config/endpoint.js';
+import { VmgateError, messageOf, systemCode } from '../errors.js';
+
+/** Connects to a local QEMU (target) endpoint. Never used to probe: a connection IS a migration stream. */
+export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = endpoint.kind === 'tcp'
+      ? createConnection({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true })
+      : createConnection({ path: endpoint.path, allowHalfOpen: true });
+    socket.pause();
+    const timer = setTimeout(() => fail(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (e: unknown): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      const code = systemCode(e);
+      const hint = code === 'ECONNREFUSED' || code === 'ENOENT' ? ' (is the destination QEMU running with -incoming on it?)' : '';
+      reject(new VmgateError('target-refused', `target ${formatEndpoint(endpoint)}: ${messageOf(e)}${hint}`, { cause: e }));
+    };
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      resolve(socket);
+    });
+  });
+}
+
+/**
+ * Listens on a local endpoint for QEMU. Connections arrive paused: nothing is
+ * read from QEMU until the channel to the peer is open. A stale unix socket
+ * file from a previous run is replaced; any other file in the way is an error.
+ */
+export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Socket) => void): Promise<Server> {
+  if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(new VmgateError('config-invalid', `cannot listen on ${formatEndpoint(endpoint)}: ${messageOf(e)}`, { cause: e })));
+    if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, resolve);
+    else server.listen(endpoint.path, resolve);
+  });
+  return server;
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    const st = await lstat(path);
+    if (!st.isSocket()) throw new VmgateError('config-invalid', `cannot listen on unix:${path}: a file that is not a socket is in the way`);
+    await unlink(path);
+  } catch (e: unknown) {
+    if (systemCode(e) !== 'ENOENT') throw e;
+  }
+}

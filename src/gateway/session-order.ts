@@ -1,0 +1,78 @@
+import { VmgateError } from '../errors.js';
+
+/**
+ * QEMU 7.2's destination tells its main channel from multifd channels by
+ * arrival order, so the destination gateway must connect a session's
+ * channels to the target strictly in the order the source gateway accepted
+ * them: channel k only after channel k-1 is connected. Channels reach us over
+ * separate TLS connections and can overtake each other; this makes the late
+ * ones wait their turn (bounded by a timeout).
+ */
+export class SessionOrder {
+  private readonly sessions = new Map<string, SessionState>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /**
+   * Resolves when it is `channel`'s turn to connect in `session` (keyed by the
+   * peer that owns it, so one peer cannot touch another's sessions). The
+   * caller must then call `release` once its connect attempt is over,
+   * whether it succeeded or not, and `closed` when the channel ends.
+   */
+  async turn(owner: string, session: string, channel: number): Promise<void> {
+    const key = `${owner}/${session}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = { next: 0, seen: new Set(), waiters: new Map(), active: 0 };
+      this.sessions.set(key, s);
+    }
+    if (s.seen.has(channel)) throw new VmgateError('protocol-violation', `channel ${channel} of session ${session} was already opened`);
+    s.seen.add(channel);
+    s.active += 1;
+    if (s.next === channel) return;
+    const state = s;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        state.waiters.delete(channel);
+        reject(new VmgateError('channel-order', `channel ${channel} of session ${session} waited ${this.timeoutMs} ms for channel ${state.next} to connect first`));
+      }, this.timeoutMs);
+      state.waiters.set(channel, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** The connect attempt of `channel` is over: let the next channel go. */
+  release(owner: string, session: string, channel: number): void {
+    const s = this.sessions.get(`${owner}/${session}`);
+    if (!s || s.next !== channel) return;
+    s.next += 1;
+    const wake = s.waiters.get(s.next);
+    if (wake) {
+      s.waiters.delete(s.next);
+      wake();
+    }
+  }
+
+  /** The channel ended; a session with no channel left is forgotten. */
+  closed(owner: string, session: string): void {
+    const key = `${owner}/${session}`;
+    const s = this.sessions.get(key);
+    if (!s) return;
+    s.active -= 1;
+    if (s.active <= 0 && s.waiters.size === 0) this.sessions.delete(key);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+}
+
+interface SessionState {
+  /** The channel whose turn it is to connect. */
+  next: number;
+  seen: Set<number>;
+  waiters: Map<number, () => void>;
+  active: number;
+}

@@ -1,0 +1,155 @@
+import { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
+
+/**
+ * The data phase of one channel: raw bytes both ways between the local QEMU
+ * leg (plain TCP or unix) and the peer gateway leg (TLS).
+ *
+ * - Backpressure is end to end: a direction stops reading when its writer's
+ *   buffer is full and resumes on 'drain', so memory per channel is bounded
+ *   by the sockets' high-water marks, never by the data rate.
+ * - A normal end (FIN) is relayed as a normal end: the other leg is ended
+ *   after everything before it is written; the other direction keeps flowing.
+ * - Anything abnormal (error, reset, abort) tears down both legs at once, the
+ *   local one with a TCP RST where possible so QEMU sees an error, not EOF.
+ */
+
+export interface RelayCounters {
+  /** Bytes written towards the peer gateway. */
+  bytesOut: number;
+  /** Bytes received from the peer gateway. */
+  bytesIn: number;
+}
+
+export interface RelayResult extends RelayCounters {
+  /** 'ok' for a normal end in both directions, else the cause class. */
+  cause: ErrorCode | 'ok';
+  message: string;
+  durationMs: number;
+}
+
+export interface RelayOptions {
+  /** Cause to report when the local leg fails: 'local-closed' on a route, 'target-closed' on a server. */
+  localCause: ErrorCode;
+  /** How long to wait for both legs to flush and close after a normal end in both directions. */
+  closeGraceMs: number;
+  /** Bytes that arrived from the peer behind the last control frame. */
+  initialFromPeer?: Buffer;
+}
+
+export class Relay {
+  readonly counters: RelayCounters = { bytesOut: 0, bytesIn: 0 };
+  readonly done: Promise<RelayResult>;
+  private readonly started = Date.now();
+  private settle!: (r: RelayResult) => void;
+  private finished = false;
+  private endedDirections = 0;
+  private graceTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly local: Socket,
+    private readonly peer: TLSSocket,
+    /** The TCP socket under `peer`: resetting it is how the peer gateway learns of an abort. */
+    private readonly peerRaw: Socket,
+    private readonly opts: RelayOptions,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+    if (opts.initialFromPeer && opts.initialFromPeer.length > 0) {
+      this.counters.bytesIn += opts.initialFromPeer.length;
+      local.write(opts.initialFromPeer);
+    }
+    this.pump(local, peer, 'bytesOut');
+    this.pump(peer, local, 'bytesIn');
+    local.on('error', (e) => this.abort(this.opts.localCause, `local connection failed: ${messageOf(e)}${codeSuffix(e)}`));
+    peer.on('error', (e) => this.abort('peer-reset', `peer connection failed: ${messageOf(e)}${codeSuffix(e)}`));
+    local.on('close', () => this.closed('local'));
+    peer.on('close', () => this.closed('peer'));
+    local.resume();
+    peer.resume();
+  }
+
+  /** Ends the channel now, both legs, with the given cause. Idempotent. */
+  abort(cause: ErrorCode, message: string): void {
+    if (this.finished) return;
+    this.finish(cause, message);
+    resetAndDestroy(this.local);
+    // Destroying a TLS socket ends it with a bare FIN, which the peer cannot
+    // tell from a clean end; a reset of the TCP socket under it can be told.
+    resetAndDestroy(this.peerRaw);
+    this.peer.destroy();
+  }
+
+  private pump(from: Socket, to: Socket, counter: keyof RelayCounters): void {
+    const plainWriter = !(to instanceof TLSSocket);
+    let corked = false;
+    const uncork = (): void => {
+      corked = false;
+      to.uncork();
+    };
+    from.on('data', (chunk: Buffer) => {
+      this.counters[counter] += chunk.length;
+      // TLS hands decrypted data over one 16 KiB record at a time; batching the
+      // plain-side writes of one event-loop turn saves a syscall per record.
+      if (plainWriter && !corked) {
+        corked = true;
+        to.cork();
+        setImmediate(uncork);
+      }
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+    });
+    from.on('end', () => {
+      if (corked) uncork();
+      to.end();
+      this.endedDirections += 1;
+      if (this.endedDirections === 2) this.armGrace();
+    });
+  }
+
+  private closed(which: 'local' | 'peer'): void {
+    if (this.finished) return;
+    if (this.endedDirections === 2) {
+      // Both directions ended cleanly; done once the other leg has flushed and closed too.
+      if (this.local.destroyed && this.peer.destroyed) this.finish('ok', 'both directions ended normally');
+      return;
+    }
+    // One leg went away without a clean end in both directions: tear down the other.
+    if (which === 'local') this.abort(this.opts.localCause, 'the local connection closed before the channel ended');
+    else this.abort('peer-reset', 'the peer connection closed before the channel ended');
+  }
+
+  private armGrace(): void {
+    this.graceTimer = setTimeout(() => this.abort('stalled', `the channel did not finish closing within ${this.opts.closeGraceMs} ms`), this.opts.closeGraceMs);
+    this.graceTimer.unref();
+  }
+
+  private finish(cause: ErrorCode | 'ok', message: string): void {
+    this.finished = true;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.settle({ cause, message, durationMs: Date.now() - this.started, ...this.counters });
+  }
+}
+
+/** RST for TCP so the local QEMU sees a failure at once; plain destroy for others. */
+function resetAndDestroy(socket: Socket): void {
+  if (socket.destroyed) return;
+  try {
+    socket.resetAndDestroy();
+  } catch {
+    socket.destroy();
+  }
+}
+
+function codeSuffix(e: unknown): string {
+  const c = systemCode(e);
+  return c ? ` (${c})` : '';
+}
+
+export function relayError(r: RelayResult): VmgateError | undefined {
+  return r.cause === 'ok' ? undefined : new VmgateError(r.cause, r.message);
+}

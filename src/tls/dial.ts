@@ -1,0 +1,106 @@
+import { isIP, Socket, connect as netConnect } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
+import type { HostPort } from '../config/endpoint.js';
+import { formatHostPort } from '../config/endpoint.js';
+import { VmgateError } from '../errors.js';
+import { encodeMessage, MessageType } from '../control/messages.js';
+import { ALPN_PROTOCOL } from './identity.js';
+import { classifyAuthorizationError, classifyPeerError } from './tls-errors.js';
+
+/** A TLS connection to a peer gateway and the TCP socket under it. */
+export interface PeerSocket {
+  tls: TLSSocket;
+  /** Reset this one to abort: the peer then sees ECONNRESET, not a clean end. */
+  raw: Socket;
+}
+
+export interface DialOptions {
+  peer: HostPort;
+  /** Name the peer's certificate must carry (DNS or IP SAN). */
+  peerName: string;
+  context: SecureContext;
+  timeoutMs: number;
+  /** Aborts the dial (the local QEMU went away). */
+  signal?: AbortSignal;
+}
+
+/**
+ * Dials a peer gateway and completes TLS 1.3 with our client certificate,
+ * then verifies the peer: chain (against our CA and CRL), name, ALPN.
+ *
+ * Verification runs after the handshake rather than inside it so that a
+ * rejected peer is told why: we send it an ERROR frame with the code before
+ * closing (Node would otherwise just hang up, and the peer's operator would
+ * see nothing but a reset). Nothing else is ever sent to an unverified peer.
+ */
+export function dialPeer(o: DialOptions): Promise<PeerSocket> {
+  return new Promise((resolve, reject) => {
+    const where = formatHostPort(o.peer);
+    const raw = netConnect({ host: o.peer.host, port: o.peer.port, allowHalfOpen: true });
+    let tls: TLSSocket | undefined;
+    let settled = false;
+    const finish = (e: VmgateError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      o.signal?.removeEventListener('abort', onAbort);
+      raw.off('error', onError);
+      tls?.off('error', onError);
+      if (e === undefined && tls) {
+        resolve({ tls, raw });
+        return;
+      }
+      tls?.destroy();
+      raw.destroy();
+      reject(e);
+    };
+    const onError = (e: unknown): void => {
+      const err = classifyPeerError(e);
+      finish(new VmgateError(err.code, `${where}: ${err.message}`, { cause: e }));
+    };
+    const onAbort = (): void => finish(new VmgateError('cancelled', `dial to ${where} abandoned: the local connection closed`));
+    const timer = setTimeout(
+      () => finish(new VmgateError(tls ? 'tls-failed' : 'peer-unreachable', `${where}: no ${tls ? 'TLS handshake' : 'TCP connection'} within ${o.timeoutMs} ms`)),
+      o.timeoutMs,
+    );
+    o.signal?.addEventListener('abort', onAbort);
+    raw.on('error', onError);
+    raw.once('connect', () => {
+      tls = tlsConnect({
+        socket: raw,
+        secureContext: o.context,
+        ALPNProtocols: [ALPN_PROTOCOL],
+        rejectUnauthorized: false, // checked below, so the peer can be told why
+        // half-close: inherited from raw (allowHalfOpen), so a FIN is relayed as a FIN
+        ...(isIP(o.peerName) === 0 ? { servername: o.peerName } : {}),
+      });
+      tls.on('error', onError);
+      tls.once('secureConnect', () => {
+        const s = tls as TLSSocket;
+        const problem = verifyServer(s, o.peerName);
+        if (problem === undefined) {
+          finish(undefined);
+          return;
+        }
+        // Tell the server why, then give up on it.
+        s.end(encodeMessage({ type: MessageType.ERROR, code: problem.code, message: `the client gateway rejected the server: ${problem.message}` }));
+        finish(new VmgateError(problem.code, `${where}: ${problem.message}`));
+      });
+    });
+  });
+}
+
+function verifyServer(s: TLSSocket, peerName: string): VmgateError | undefined {
+  if (!s.authorized) {
+    return classifyAuthorizationError(String(s.authorizationError ?? 'unknown'));
+  }
+  const cert = s.getPeerCertificate();
+  const nameError = checkServerIdentity(peerName, cert);
+  if (nameError) {
+    return new VmgateError('tls-name-mismatch', `the peer certificate is for ${cert.subjectaltname ?? cert.subject?.CN ?? '(no names)'}, not ${peerName}`);
+  }
+  if (s.alpnProtocol !== ALPN_PROTOCOL) {
+    return new VmgateError('tls-protocol', `the peer did not agree on ALPN ${ALPN_PROTOCOL} (is it a vmgate gateway?)`);
+  }
+  return undefined;
+}

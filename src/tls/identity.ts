@@ -1,0 +1,104 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { TlsFiles } from '../config/config.js';
+import { VmgateError, messageOf } from '../errors.js';
+import { readPublicFile, readSecretFile } from '../util/secret-file.js';
+
+export const ALPN_PROTOCOL = 'vmgate/1';
+const DAY_MS = 86_400_000;
+
+/** One certificate and its key, checked to belong together and to be in date. */
+export interface KeyPair {
+  certPem: Buffer;
+  keyPem: Buffer;
+  cert: X509Certificate;
+}
+
+/**
+ * Everything TLS needs for both roles, loaded and validated as a unit so a
+ * reload either swaps in a complete, working identity or nothing at all.
+ */
+export interface Identity {
+  files: TlsFiles;
+  ca: Buffer;
+  caCert: X509Certificate;
+  crl: Buffer | undefined;
+  server: KeyPair;
+  client: KeyPair;
+  serverContext: SecureContext;
+  clientContext: SecureContext;
+}
+
+export interface ExpiryWarning {
+  file: string;
+  subject: string;
+  daysLeft: number;
+}
+
+export async function loadIdentity(files: TlsFiles, now = new Date()): Promise<Identity> {
+  const ca = await readPublicFile(files.ca, 'CA certificate');
+  const caCert = parseCert(ca, files.ca, 'CA certificate');
+  checkValidity(caCert, files.ca, 'CA certificate', now);
+  if (!caCert.ca) throw new VmgateError('identity-invalid', `CA certificate ${files.ca} is not a CA (basicConstraints CA:FALSE)`);
+  const crl = files.crl !== undefined ? await readPublicFile(files.crl, 'CRL') : undefined;
+  const server = await loadKeyPair(files.cert, files.key, caCert, now);
+  const client = files.clientCert === files.cert && files.clientKey === files.key
+    ? server
+    : await loadKeyPair(files.clientCert, files.clientKey, caCert, now);
+  const base = { ca, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...(crl ? { crl } : {}) } as const;
+  let serverContext: SecureContext;
+  let clientContext: SecureContext;
+  try {
+    serverContext = createSecureContext({ ...base, cert: server.certPem, key: server.keyPem });
+    clientContext = createSecureContext({ ...base, cert: client.certPem, key: client.keyPem });
+  } catch (e: unknown) {
+    throw new VmgateError('identity-invalid', `TLS refused the identity in ${files.cert} / ${files.crl ?? 'no CRL'}: ${messageOf(e)}`, { cause: e });
+  }
+  return { files, ca, caCert, crl, server, client, serverContext, clientContext };
+}
+
+/** Certificates of this identity that expire within `days`. */
+export function expiringSoon(id: Identity, days: number, now = new Date()): ExpiryWarning[] {
+  const list: Array<[string, X509Certificate]> = [[id.files.ca, id.caCert], [id.files.cert, id.server.cert]];
+  if (id.client !== id.server) list.push([id.files.clientCert, id.client.cert]);
+  return list
+    .map(([file, cert]) => ({ file, subject: cert.subject.replace(/\n/g, ', '), daysLeft: Math.floor((Date.parse(cert.validTo) - now.getTime()) / DAY_MS) }))
+    .filter((w) => w.daysLeft < days);
+}
+
+async function loadKeyPair(certFile: string, keyFile: string, caCert: X509Certificate, now: Date): Promise<KeyPair> {
+  const certPem = await readPublicFile(certFile, 'certificate');
+  const keyPem = await readSecretFile(keyFile, 'private key');
+  const cert = parseCert(certPem, certFile, 'certificate');
+  checkValidity(cert, certFile, 'certificate', now);
+  let key;
+  try {
+    key = createPrivateKey(keyPem);
+  } catch (e: unknown) {
+    throw new VmgateError('identity-invalid', `private key ${keyFile} cannot be parsed (is it encrypted?): ${messageOf(e)}`, { cause: e });
+  }
+  if (!cert.checkPrivateKey(key)) {
+    throw new VmgateError('identity-invalid', `private key ${keyFile} does not match certificate ${certFile}`);
+  }
+  if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
+    throw new VmgateError('identity-invalid', `certificate ${certFile} was not issued by the CA in use (${caCert.subject.replace(/\n/g, ', ')})`);
+  }
+  return { certPem, keyPem, cert };
+}
+
+function parseCert(pem: Buffer, file: string, what: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (e: unknown) {
+    throw new VmgateError('identity-invalid', `${what} ${file} is not a PEM certificate: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+function checkValidity(cert: X509Certificate, file: string, what: string, now: Date): void {
+  if (Date.parse(cert.validTo) <= now.getTime()) {
+    throw new VmgateError('identity-invalid', `${what} ${file} expired on ${cert.validTo}; renew it (certs/vmgate-pki renew)`);
+  }
+  if (Date.parse(cert.validFrom) > now.getTime()) {
+    throw new VmgateError('identity-invalid', `${what} ${file} is not valid before ${cert.validFrom}; check the clock`);
+  }
+}
