@@ -18,8 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { onProcessExit } from './netns.js';
 
-/** The compiled CLI entry (dist/src/cli/main.js), located relative to this compiled file. */
-export const CLI_PATH = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+/** The compiled CLI entry: dist/src/cli/main.js next to this compiled file, or $VMGATE_CLI. */
+export const CLI_PATH = process.env['VMGATE_CLI'] ?? fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** One pino log line as parsed JSON. */
 export interface GatewayLogLine {
@@ -149,22 +149,43 @@ export class GatewayProcess {
    * with the last lines and stderr in the message.
    */
   waitForLog(predicate: (line: GatewayLogLine) => boolean, timeoutMs: number): Promise<GatewayLogLine> {
-    const found = this.logs.find(predicate);
-    if (found !== undefined) return Promise.resolve(found);
-    return new Promise<GatewayLogLine>((resolve, reject) => {
+    return this.waitUntil(() => this.logs.find(predicate), timeoutMs, 'the awaited log line');
+  }
+
+  /**
+   * Resolves with the matching log lines once there are at least `count` of
+   * them from index `fromIndex` on (pass `gw.logs.length` taken before an
+   * action to look only at what the action caused). Rejects like `waitForLog`.
+   */
+  waitForLogs(predicate: (line: GatewayLogLine) => boolean, count: number, timeoutMs: number, fromIndex = 0): Promise<GatewayLogLine[]> {
+    return this.waitUntil(
+      () => {
+        const matches = this.logs.slice(fromIndex).filter(predicate);
+        return matches.length >= count ? matches : undefined;
+      },
+      timeoutMs,
+      `${count} awaited log lines (have ${this.logs.slice(fromIndex).filter(predicate).length})`,
+    );
+  }
+
+  /** Re-evaluates `probe` on every new log line until it returns a value; rejects on timeout or exit. */
+  private waitUntil<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
+    const now = probe();
+    if (now !== undefined) return Promise.resolve(now);
+    return new Promise<T>((resolve, reject) => {
       const check: LogWaiter = () => {
-        const line = this.logs.find(predicate);
-        if (line !== undefined) {
+        const value = probe();
+        if (value !== undefined) {
           done();
-          resolve(line);
+          resolve(value);
         } else if (this.exit !== undefined) {
           done();
-          reject(new Error(`gateway ${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}) before the awaited log line\n${this.diagnostics()}`));
+          reject(new Error(`gateway ${this.name} exited (code ${this.exit.code}, signal ${this.exit.signal}) before ${what}\n${this.diagnostics()}`));
         }
       };
       const timer = setTimeout(() => {
         done();
-        reject(new Error(`gateway ${this.name}: awaited log line not seen within ${timeoutMs} ms\n${this.diagnostics()}`));
+        reject(new Error(`gateway ${this.name}: ${what} not seen within ${timeoutMs} ms\n${this.diagnostics()}`));
       }, timeoutMs);
       const done = (): void => {
         clearTimeout(timer);
