@@ -106,8 +106,8 @@ function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems:
   return { ca: need('ca'), cert, key, clientCert, clientKey, crl };
 }
 
-function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[]): LocalEndpoint {
-  const e = parseLocalEndpoint(text, base);
+function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[], listener: boolean): LocalEndpoint {
+  const e = parseLocalEndpoint(text, base, listener);
   if (typeof e === 'string') {
     problems.push(`${key}: got ${JSON.stringify(text)}; ${e}`);
     return { kind: 'unix', path: '' };
@@ -122,7 +122,7 @@ function localEndpoint(key: string, text: string, base: string, unsafe: boolean,
 }
 
 function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) => string, base: string, problems: string[]): ServerConfig {
-  const listen = parseHostPort(raw.listen);
+  const listen = parseHostPort(raw.listen, true);
   if (typeof listen === 'string') problems.push(`server.listen: got ${JSON.stringify(raw.listen)}; ${listen}`);
   const targets = new Map<string, TargetConfig>();
   for (const [name, t] of Object.entries(raw.targets)) {
@@ -130,7 +130,7 @@ function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) =
     if (t.allow.length === 0) {
       problems.push(`${key}.allow: empty; an empty allow-list admits no one — add { peer: <certificate name>, user: <SASL user> }`);
     }
-    targets.set(name, { name, connect: localEndpoint(`${key}.connect`, t.connect, base, t.unsafeAllowNonLoopback, problems), allow: t.allow });
+    targets.set(name, { name, connect: localEndpoint(`${key}.connect`, t.connect, base, t.unsafeAllowNonLoopback, problems, false), allow: t.allow });
   }
   return {
     listen: typeof listen === 'string' ? { host: '', port: 0 } : listen,
@@ -149,7 +149,7 @@ function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: s
   if (typeof peer === 'string') problems.push(`${key}.peer: got ${JSON.stringify(raw.peer)}; ${peer}`);
   return {
     name,
-    listen: localEndpoint(`${key}.listen`, raw.listen, base, raw.unsafeAllowNonLoopback, problems),
+    listen: localEndpoint(`${key}.listen`, raw.listen, base, raw.unsafeAllowNonLoopback, problems, true),
     peer: typeof peer === 'string' ? { host: '', port: 0 } : peer,
     peerName: raw.peerName,
     target: raw.target,

@@ -17,6 +17,7 @@ export interface ChannelEntry {
 /** The channels of this gateway that are in their data phase. */
 export class ChannelTable {
   private readonly entries = new Set<ChannelEntry>();
+  private emptyWaiters: Array<() => void> = [];
 
   add(e: Omit<ChannelEntry, 'startedAt'>): ChannelEntry {
     const entry = { ...e, startedAt: Date.now() };
@@ -26,6 +27,22 @@ export class ChannelTable {
 
   remove(e: ChannelEntry): void {
     this.entries.delete(e);
+    if (this.entries.size === 0) {
+      for (const w of this.emptyWaiters) w();
+      this.emptyWaiters = [];
+    }
+  }
+
+  /** Resolves true when no channel is left, false if `timeoutMs` passes first. */
+  whenEmpty(timeoutMs: number): Promise<boolean> {
+    if (this.entries.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.emptyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   get size(): number {

@@ -59,9 +59,16 @@ export class Gateway {
     return this.routes.find((r) => r.name === name)?.address();
   }
 
-  /** Stops accepting, then ends every channel at once with cause `shutdown`. */
-  async stop(): Promise<void> {
+  /**
+   * Stops accepting new channels, lets channels in flight finish for up to
+   * `graceMs`, then ends the rest at once with cause `shutdown`.
+   */
+  async stop(graceMs = 0): Promise<void> {
     const closing = [this.server?.close(), ...this.routes.map((r) => r.close())];
+    if (graceMs > 0 && this.channels.size > 0) {
+      this.log.info({ event: 'draining', channels: this.channels.size, graceMs }, `waiting up to ${graceMs} ms for ${this.channels.size} channel(s) to finish`);
+      await this.channels.whenEmpty(graceMs);
+    }
     const n = this.channels.abortAll('shutdown', 'the gateway is shutting down');
     if (n > 0) this.log.warn({ event: 'shutdown', channels: n }, `ended ${n} channel(s) because the gateway is shutting down`);
     await Promise.all(closing);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { CredentialStore } from '../auth/credential-store.js';
 import { parsePlainResponse, PlainRejectedError } from '../auth/sasl-plain.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
@@ -45,7 +45,7 @@ export class InboundServer {
   constructor(private readonly deps: InboundDeps) {
     this.order = new SessionOrder(deps.config.channelOrderTimeoutMs);
     this.server = createServer({
-      secureContext: deps.identity().serverContext,
+      ...serverContextOptions(deps.identity()),
       requestCert: true,
       // Verified in onSecure so the client can be told why it was refused;
       // nothing is read from an unverified client.
@@ -78,7 +78,7 @@ export class InboundServer {
 
   /** Swaps in a new identity for new connections; channels in flight keep theirs. */
   setIdentity(id: Identity): void {
-    this.server.setSecureContext({ ca: id.ca, cert: id.server.certPem, key: id.server.keyPem, ...(id.crl ? { crl: id.crl } : {}) });
+    this.server.setSecureContext(serverContextOptions(id));
   }
 
   close(): Promise<void> {
@@ -223,6 +223,10 @@ function verifyClient(s: TLSSocket): PeerIdentity {
 function publicError(e: VmgateError): VmgateError {
   if (e.code === 'internal') return new VmgateError('internal', 'internal error on the server gateway; see its log');
   return e;
+}
+
+function serverContextOptions(id: Identity): SecureContextOptions {
+  return { ca: id.ca, cert: id.server.certPem, key: id.server.keyPem, ...(id.crl ? { crl: id.crl } : {}) };
 }
 
 function remoteKey(s: Socket): string {

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import 'reflect-metadata';
+import { Command } from 'commander';
+import { isVmgateError, messageOf } from '../errors.js';
+import { checkConfig } from './check-config.js';
+import { runDemo } from './demo.js';
+import { runDaemon } from './run.js';
+import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
+
+/**
+ * The only place that calls process.exit. Exit codes: 0 success, 1 a coded
+ * failure (message on stderr as `error [code]: ...`), 2 a usage error.
+ */
+const program = new Command('vmgate')
+  .description('Carry QEMU live migration between hosts over mutually authenticated TLS 1.3 + SASL')
+  .showHelpAfterError()
+  .exitOverride();
+
+program
+  .command('run')
+  .description('run the gateway daemon (logs JSON lines to stdout)')
+  .requiredOption('-c, --config <file>', 'YAML config file (see docs/configuration.md)')
+  .action(async (o: { config: string }) => runDaemon(o.config));
+
+program
+  .command('check-config')
+  .description('validate a config and every file it names, and explain what the gateway would do')
+  .argument('<file>', 'YAML config file')
+  .action(async (file: string) => console.log(await checkConfig(file)));
+
+const users = program.command('users').description('manage the SASL credential store (salted scrypt hashes)');
+users
+  .command('add')
+  .description('add a user or change its password')
+  .argument('<user>', 'SASL user name')
+  .requiredOption('-s, --store <file>', 'credential store (created 0600 if missing)')
+  .option('--password-file <file>', 'read the password from this 0600 file')
+  .option('--password-stdin', 'read the password from standard input')
+  .action(async (user: string, o: { store: string; passwordFile?: string; passwordStdin?: boolean }) => {
+    console.log(await addUser(o.store, user, await readPasswordInput(o)));
+  });
+users
+  .command('remove')
+  .description('remove a user')
+  .argument('<user>', 'SASL user name')
+  .requiredOption('-s, --store <file>', 'credential store')
+  .action(async (user: string, o: { store: string }) => console.log(await removeUser(o.store, user)));
+users
+  .command('list')
+  .description('list user names (never passwords or hashes)')
+  .requiredOption('-s, --store <file>', 'credential store')
+  .action(async (o: { store: string }) => console.log(await listUsers(o.store)));
+
+program
+  .command('demo')
+  .description('throwaway PKI + two gateways on loopback; migrates a real QEMU guest if qemu-system-x86_64 is installed, else streams a random payload')
+  .option('--size-mib <n>', 'guest RAM / payload size in MiB', '512')
+  .option('--payload', 'stream a random payload even when QEMU is installed')
+  .option('--keep', 'keep the temp directory for inspection')
+  .action(async (o: { sizeMib: string; payload?: boolean; keep?: boolean }) => {
+    const ok = await runDemo({ sizeMiB: Number(o.sizeMib), forcePayload: o.payload === true, keep: o.keep === true });
+    if (!ok) process.exitCode = 1;
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e: unknown) {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('commander.')) {
+    process.exit(code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : 2);
+  }
+  if (isVmgateError(e)) console.error(`error [${e.code}]: ${e.message}`);
+  else console.error(`error [internal]: ${messageOf(e)}`);
+  process.exit(1);
+}
