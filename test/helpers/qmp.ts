@@ -136,8 +136,9 @@ export class QmpClient {
   /**
    * Polls `query-migrate` until its status is one of `statuses`, then returns
    * that info. When the awaited status is "completed" on a migration source
-   * (the info has `ram`), it keeps polling until `total-time` is filled in —
-   * QEMU 7.2 reports "completed" a moment before the statistics.
+   * (the info has `ram`), it keeps polling until `total-time` is non-zero —
+   * QEMU 7.2 reports "completed" a moment before the statistics, with
+   * total-time and downtime 0 and the last iteration's mbps.
    * Reaching a final state that was not asked for ("failed", "cancelled",
    * "completed") throws at once with QEMU's error-desc.
    */
@@ -149,7 +150,8 @@ export class QmpClient {
       last = await this.queryMigrate();
       const status = last.status ?? 'none';
       if (wanted.has(status)) {
-        const statsPending = status === 'completed' && last.ram !== undefined && last['total-time'] === undefined;
+        // 7.2 shows total-time 0 (and a stale mbps/downtime) until the statistics are final.
+        const statsPending = status === 'completed' && last.ram !== undefined && !((last['total-time'] ?? 0) > 0);
         if (!statsPending) return last;
       } else if (MIGRATION_FINAL_STATES.has(status)) {
         const desc = last['error-desc'] === undefined ? '' : `: ${last['error-desc']}`;
