@@ -91,12 +91,15 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
 }
 
 function verifyServer(s: TLSSocket, peerName: string): VmgateError | undefined {
-  if (!s.authorized) {
-    return classifyAuthorizationError(String(s.authorizationError ?? 'unknown'));
-  }
   const cert = s.getPeerCertificate();
-  const nameError = checkServerIdentity(peerName, cert);
-  if (nameError) {
+  // Node checks the name too (as ERR_TLS_CERT_ALTNAME_INVALID) when given a
+  // servername; an IP peerName is only checked here. Either way, say which
+  // names the certificate does carry.
+  const verifyError = s.authorized ? undefined : String(s.authorizationError ?? 'unknown');
+  if (verifyError !== undefined && verifyError !== 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return classifyAuthorizationError(verifyError);
+  }
+  if (verifyError !== undefined || checkServerIdentity(peerName, cert)) {
     return new VmgateError('tls-name-mismatch', `the peer certificate is for ${cert.subjectaltname ?? cert.subject?.CN ?? '(no names)'}, not ${peerName}`);
   }
   if (s.alpnProtocol !== ALPN_PROTOCOL) {

@@ -1,0 +1,56 @@
+import { Writable } from 'node:stream';
+import { createLogger, type Logger } from '../../src/log/logger.js';
+
+/** Every log line a gateway wrote, parsed, plus the raw text for secret greps. */
+export interface CapturedLogs {
+  log: Logger;
+  entries: Array<Record<string, unknown>>;
+  text(): string;
+  /** Entries whose fields all equal `match`. */
+  find(match: Record<string, unknown>): Array<Record<string, unknown>>;
+  /** Waits until an entry matching `match` appears. */
+  waitFor(match: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+export function captureLogs(level = 'debug'): CapturedLogs {
+  const entries: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
+  const listeners = new Set<() => void>();
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() === '') continue;
+        raw.push(line);
+        entries.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      for (const l of listeners) l();
+      cb();
+    },
+  });
+  const matches = (e: Record<string, unknown>, m: Record<string, unknown>): boolean => Object.entries(m).every(([k, v]) => e[k] === v);
+  const find = (m: Record<string, unknown>) => entries.filter((e) => matches(e, m));
+  return {
+    log: createLogger(level, sink),
+    entries,
+    text: () => raw.join('\n'),
+    find,
+    waitFor(m, timeoutMs = 10_000) {
+      const hit = find(m)[0];
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`no log entry matching ${JSON.stringify(m)} within ${timeoutMs} ms; have:\n${raw.slice(-20).join('\n')}`));
+        }, timeoutMs);
+        const check = (): void => {
+          const h = find(m)[0];
+          if (!h) return;
+          clearTimeout(timer);
+          listeners.delete(check);
+          resolve(h);
+        };
+        listeners.add(check);
+      });
+    },
+  };
+}
