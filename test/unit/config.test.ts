@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseConfig } from '../../src/config/load.js';
+import { VmgateError } from '../../src/errors.js';
+
+const FILE = '/etc/vmgate/host-a.yaml';
+
+const valid = `
+name: host-a
+tls:
+  dir: ./pki
+server:
+  listen: 0.0.0.0:7443
+  credentials: ./users.json
+  targets:
+    incoming:
+      connect: tcp:127.0.0.1:49152
+      allow:
+        - { peer: host-b, user: migrate }
+routes:
+  to-b:
+    listen: unix:/run/vmgate/to-b.sock
+    peer: "[2001:db8::2]:7443"
+    peerName: host-b
+    target: incoming
+    user: migrate
+    passwordFile: /etc/vmgate/to-b.password
+`;
+
+function problems(text: string): string {
+  try {
+    parseConfig(text, FILE);
+  } catch (e: unknown) {
+    assert.ok(e instanceof VmgateError);
+    assert.equal(e.code, 'config-invalid');
+    return e.message;
+  }
+  assert.fail('expected config-invalid');
+}
+
+test('valid-config-resolves-paths-and-addresses', () => {
+  const c = parseConfig(valid, FILE);
+  assert.equal(c.tls.cert, '/etc/vmgate/pki/server-cert.pem');
+  assert.equal(c.tls.clientKey, '/etc/vmgate/pki/client-key.pem');
+  assert.equal(c.server?.credentials, '/etc/vmgate/users.json');
+  assert.deepEqual(c.server?.listen, { host: '0.0.0.0', port: 7443 });
+  assert.deepEqual(c.server?.targets.get('incoming')?.connect, { kind: 'tcp', host: '127.0.0.1', port: 49152 });
+  assert.deepEqual(c.routes[0]?.listen, { kind: 'unix', path: '/run/vmgate/to-b.sock' });
+  assert.deepEqual(c.routes[0]?.peer, { host: '2001:db8::2', port: 7443 });
+  assert.equal(c.server?.handshakeTimeoutMs, 10_000, 'defaults are filled in');
+});
+
+test('unknown-key-is-named-with-its-path', () => {
+  const m = problems(valid.replace('peerName: host-b', 'peerName: host-b\n    pearName: typo'));
+  assert.match(m, /routes\.to-b: unknown key\(s\) "pearName"/);
+});
+
+test('wrong-type-names-key-value-and-expectation', () => {
+  const m = problems(valid.replace('listen: 0.0.0.0:7443', 'listen: 0.0.0.0:7443\n  maxHandshakes: lots'));
+  assert.match(m, /server\.maxHandshakes: got "lots"; expected number/);
+});
+
+test('bad-address-is-explained', () => {
+  const m = problems(valid.replace('peer: "[2001:db8::2]:7443"', 'peer: host-b'));
+  assert.match(m, /routes\.to-b\.peer: got "host-b"; expected HOST:PORT/);
+});
+
+test('non-loopback-target-needs-the-unsafe-option', () => {
+  const text = valid.replace('tcp:127.0.0.1:49152', 'tcp:192.0.2.7:49152');
+  assert.match(problems(text), /server\.targets\.incoming\.connect: got "tcp:192\.0\.2\.7:49152"; expected a loopback address .* unsafeAllowNonLoopback/);
+  const ok = parseConfig(text.replace('      allow:', '      unsafeAllowNonLoopback: true\n      allow:'), FILE);
+  assert.equal(ok.server?.targets.get('incoming')?.connect.kind, 'tcp');
+});
+
+test('non-loopback-route-listener-needs-the-unsafe-option', () => {
+  assert.match(problems(valid.replace('unix:/run/vmgate/to-b.sock', 'tcp:0.0.0.0:49152')), /routes\.to-b\.listen: .*loopback/);
+});
+
+test('empty-allow-list-is-refused', () => {
+  const m = problems(valid.replace('      allow:\n        - { peer: host-b, user: migrate }\n', '      allow: []\n'));
+  assert.match(m, /server\.targets\.incoming\.allow: empty; an empty allow-list admits no one/);
+});
+
+test('missing-identity-says-what-to-add', () => {
+  assert.match(problems(valid.replace('  dir: ./pki', '  ca: ./ca.pem')), /tls\.cert: missing; expected a file path, or tls\.dir/);
+});
+
+test('every-problem-is-listed-at-once', () => {
+  const m = problems(valid.replace('peer: "[2001:db8::2]:7443"', 'peer: nope').replace('tcp:127.0.0.1:49152', 'udp:1'));
+  assert.match(m, /routes\.to-b\.peer/);
+  assert.match(m, /server\.targets\.incoming\.connect/);
+});
+
+test('yaml-syntax-error-is-reported', () => {
+  assert.match(problems('tls: [unclosed'), /YAML/);
+});

@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RouteSessions } from '../../src/gateway/route-sessions.js';
+import { SessionOrder } from '../../src/gateway/session-order.js';
+import { VmgateError } from '../../src/errors.js';
+
+test('channels-connect-in-order-even-when-they-arrive-reversed', async () => {
+  const order = new SessionOrder(5_000);
+  const connected: number[] = [];
+  const open = async (ch: number): Promise<void> => {
+    await order.turn('peer', 's1', ch);
+    connected.push(ch);
+    await new Promise((r) => setTimeout(r, 5)); // a connect takes a moment
+    order.release('peer', 's1', ch);
+  };
+  await Promise.all([open(3), open(2), open(1), open(0)]);
+  assert.deepEqual(connected, [0, 1, 2, 3]);
+});
+
+test('a-missing-channel-times-out-with-channel-order', async () => {
+  const order = new SessionOrder(50);
+  await assert.rejects(order.turn('peer', 's1', 1), (e: unknown) => e instanceof VmgateError && e.code === 'channel-order');
+});
+
+test('a-replayed-channel-is-a-protocol-violation', async () => {
+  const order = new SessionOrder(1_000);
+  await order.turn('peer', 's1', 0);
+  await assert.rejects(order.turn('peer', 's1', 0), (e: unknown) => e instanceof VmgateError && e.code === 'protocol-violation');
+});
+
+test('sessions-of-different-peers-do-not-interfere', async () => {
+  const order = new SessionOrder(1_000);
+  await order.turn('peer-1', 's1', 0);
+  await order.turn('peer-2', 's1', 0); // same id, other owner: its own channel 0
+  assert.equal(order.size, 2);
+});
+
+test('a-finished-session-is-forgotten', async () => {
+  const order = new SessionOrder(1_000);
+  await order.turn('peer', 's1', 0);
+  order.release('peer', 's1', 0);
+  order.closed('peer', 's1');
+  assert.equal(order.size, 0);
+});
+
+test('route-groups-concurrent-connections-into-one-session', () => {
+  const r = new RouteSessions();
+  const a = r.accept();
+  const b = r.accept();
+  assert.equal(a.session, b.session);
+  assert.deepEqual([a.channel, b.channel], [0, 1]);
+  r.release(a.session);
+  r.release(b.session);
+  const c = r.accept();
+  assert.notEqual(c.session, a.session, 'a connection after all channels closed starts a new migration');
+  assert.equal(c.channel, 0);
+});
