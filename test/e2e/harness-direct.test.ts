@@ -5,12 +5,13 @@
  * gives the timings the gateway tests are compared with.
  */
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { createNetnsPair, leftoverNamespaces, type NetnsPair } from '../helpers/netns.js';
+import { createNetnsPair, leftoverNamespaces, onProcessExit, type NetnsPair } from '../helpers/netns.js';
 import {
   GUEST_LOAD_ADDR,
   QemuVm,
@@ -28,11 +29,13 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
   let net: NetnsPair;
   let dir: string;
   let image: RandomImage;
+  let forgetDir = (): void => {};
   const vms: QemuVm[] = [];
 
   before(async () => {
     net = await createNetnsPair({ subnet: '10.250.1.0/30' });
     dir = await mkdtemp(join(tmpdir(), 'vmg-e2e-direct-'));
+    forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
     image = await randomGuestImage(dir, 256);
   });
 
@@ -40,6 +43,7 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
     await Promise.all(vms.map((vm) => vm.kill()));
     await net?.destroy();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    forgetDir();
     const left = leftoverNamespaces().filter((ns) => ns === net?.a || ns === net?.b);
     assert.deepEqual(left, [], 'network namespaces left over');
   });

@@ -10,12 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
-import { createNetnsPair, leftoverNamespaces, type NetnsPair } from '../helpers/netns.js';
+import { createNetnsPair, leftoverNamespaces, onProcessExit, type NetnsPair } from '../helpers/netns.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { QemuVm, configureMigration, migrateAndWait, randomGuestImage, type MigrationPlan, type RandomImage } from '../helpers/qemu.js';
 
@@ -30,6 +31,7 @@ describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => 
   let net: NetnsPair;
   let dir: string;
   let image: RandomImage;
+  let forgetDir = (): void => {};
   let gwA: GatewayProcess | undefined;
   let gwB: GatewayProcess | undefined;
   const vms: QemuVm[] = [];
@@ -37,6 +39,7 @@ describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => 
   before(async () => {
     net = await createNetnsPair({ subnet: '10.250.2.0/30' });
     dir = await mkdtemp(join(tmpdir(), 'vmg-e2e-gw-'));
+    forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
     image = await randomGuestImage(dir, 256);
     const pki = await makeTestPki(join(dir, 'pki'));
     const dirA = join(dir, 'a');
@@ -82,6 +85,7 @@ describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => 
     await Promise.all([gwA?.stop(), gwB?.stop()]);
     await net?.destroy();
     if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+    forgetDir();
     const left = leftoverNamespaces().filter((ns) => ns === net?.a || ns === net?.b);
     assert.deepEqual(left, [], 'network namespaces left over');
   });

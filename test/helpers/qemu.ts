@@ -22,7 +22,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomFill } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, rmSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,7 +158,10 @@ export class QemuVm {
         // already gone
       }
     };
-    const unregisterExit = onProcessExit(killGroup);
+    const unregisterExit = onProcessExit(() => {
+      killGroup();
+      if (ownsWorkDir) rmSync(workDir, { recursive: true, force: true });
+    });
 
     let qmp: QmpClient;
     try {
