@@ -17,6 +17,10 @@ export const MessageType = {
   OPEN: 5,
   OPENED: 6,
   ERROR: 7,
+  ABORT: 8,
+  ABORTED: 9,
+  REPORT: 10,
+  REPORTED: 11,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -28,6 +32,13 @@ export interface AuthOkMessage { type: typeof MessageType.AUTH_OK; user: string 
 export interface OpenMessage { type: typeof MessageType.OPEN; target: string; session: string; channel: number }
 export interface OpenedMessage { type: typeof MessageType.OPENED }
 export interface ErrorMessage { type: typeof MessageType.ERROR; code: ErrorCode; message: string }
+/** The client gateway ended these channels of its session for `code`: end yours the same way. */
+export interface AbortMessage { type: typeof MessageType.ABORT; session: string; channels: number[]; code: ErrorCode; message: string }
+export interface AbortedMessage { type: typeof MessageType.ABORTED; count: number }
+/** How did channel `channel` of `session` end on your side? */
+export interface ReportMessage { type: typeof MessageType.REPORT; session: string; channel: number }
+/** `code` is `ok` for a normal end. */
+export interface ReportedMessage { type: typeof MessageType.REPORTED; code: ErrorCode | 'ok'; message: string; bytesIn: number; bytesOut: number }
 
 export type Message =
   | HelloMessage
@@ -36,7 +47,11 @@ export type Message =
   | AuthOkMessage
   | OpenMessage
   | OpenedMessage
-  | ErrorMessage;
+  | ErrorMessage
+  | AbortMessage
+  | AbortedMessage
+  | ReportMessage
+  | ReportedMessage;
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   1: 'HELLO',
@@ -46,6 +61,10 @@ export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   5: 'OPEN',
   6: 'OPENED',
   7: 'ERROR',
+  8: 'ABORT',
+  9: 'ABORTED',
+  10: 'REPORT',
+  11: 'REPORTED',
 };
 
 // ---- field constraints (exported so config validation can reuse them) ----
@@ -72,6 +91,16 @@ export function isStrictBase64(s: string): boolean {
 const version = z.number().int('must be an integer').positive('must be positive');
 const mechanism = z.string().regex(MECHANISM_PATTERN, 'must be 1..20 characters of A-Z 0-9 - _');
 
+const session = z.string().regex(SESSION_PATTERN, 'must be exactly 32 lowercase hex digits');
+const channel = z.number().int('must be an integer').min(0, `must be 0..${MAX_CHANNEL}`).max(MAX_CHANNEL, `must be 0..${MAX_CHANNEL}`);
+const errorText = z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`);
+/** Shape-checked even when unknown, so a newer peer's code can be logged safely; unknown maps to `internal`. */
+const peerCode = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be a lowercase error code of at most 64 characters');
+const byteCount = z.number().int('must be an integer').min(0, 'must be >= 0').max(Number.MAX_SAFE_INTEGER);
+function knownCode(code: string, message: string): { code: ErrorCode; message: string } {
+  return isErrorCode(code) ? { code, message } : { code: 'internal', message: `peer error code "${code}": ${message}` };
+}
+
 const schemas = {
   [MessageType.HELLO]: z.strictObject({
     versions: z.array(version).min(1, 'must list 1..16 versions').max(16, 'must list 1..16 versions'),
@@ -93,19 +122,26 @@ const schemas = {
   }),
   [MessageType.OPEN]: z.strictObject({
     target: z.string().refine(isValidTarget, `must be 1..${MAX_TARGET_LENGTH} characters of A-Z a-z 0-9 . _ -, start with a letter or digit and not contain ".."`),
-    session: z.string().regex(SESSION_PATTERN, 'must be exactly 32 lowercase hex digits'),
-    channel: z.number().int('must be an integer').min(0, `must be 0..${MAX_CHANNEL}`).max(MAX_CHANNEL, `must be 0..${MAX_CHANNEL}`),
+    session,
+    channel,
   }),
   [MessageType.OPENED]: z.strictObject({}),
   [MessageType.ERROR]: z
+    .strictObject({ code: peerCode, message: errorText })
+    .transform(({ code, message }) => knownCode(code, message)),
+  [MessageType.ABORT]: z
     .strictObject({
-      // Shape-checked even when unknown, so a newer peer's code can be logged safely.
-      code: z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be a lowercase error code of at most 64 characters'),
-      message: z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`),
+      session,
+      channels: z.array(channel).min(1, `must list 1..${MAX_CHANNEL + 1} channels`).max(MAX_CHANNEL + 1, `must list 1..${MAX_CHANNEL + 1} channels`),
+      code: peerCode,
+      message: errorText,
     })
-    .transform(({ code, message }): { code: ErrorCode; message: string } =>
-      isErrorCode(code) ? { code, message } : { code: 'internal', message: `peer error code "${code}": ${message}` },
-    ),
+    .transform(({ code, message, ...rest }) => ({ ...rest, ...knownCode(code, message) })),
+  [MessageType.ABORTED]: z.strictObject({ count: z.number().int().min(0).max(MAX_CHANNEL + 1) }),
+  [MessageType.REPORT]: z.strictObject({ session, channel }),
+  [MessageType.REPORTED]: z
+    .strictObject({ code: peerCode, message: errorText, bytesIn: byteCount, bytesOut: byteCount })
+    .transform(({ code, message, ...rest }) => ({ ...rest, ...(code === 'ok' ? { code: 'ok' as const, message } : knownCode(code, message)) })),
 } as const;
 
 function isMessageType(t: number): t is MessageType {
@@ -173,6 +209,14 @@ function bodyOf(m: Message): Record<string, unknown> {
     case MessageType.ERROR:
       // Error text is often built from arbitrary errors: cut it to what the peer accepts.
       return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH) };
+    case MessageType.ABORT:
+      return { session: m.session, channels: m.channels, code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH) };
+    case MessageType.ABORTED:
+      return { count: m.count };
+    case MessageType.REPORT:
+      return { session: m.session, channel: m.channel };
+    case MessageType.REPORTED:
+      return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH), bytesIn: m.bytesIn, bytesOut: m.bytesOut };
   }
 }
 

@@ -48,7 +48,7 @@ test('auth-response-decoded-to-buffer', () => {
 
 test('unknown-type-protocol-violation', () => {
   rejects(0, {}, 'protocol-violation');
-  rejects(8, {}, 'protocol-violation');
+  rejects(12, {}, 'protocol-violation');
   rejects(255, {}, 'protocol-violation');
 });
 
@@ -189,4 +189,27 @@ test('malformed-message-text-bounded', () => {
     () => decodeMessage({ type: 6, body: { [key]: 1 } }),
     (e: unknown) => isVmgateError(e) && e.code === 'frame-malformed' && e.message.length < 200,
   );
+});
+
+test('abort-and-report-round-trip', () => {
+  const session = 'a'.repeat(32);
+  const msgs: Message[] = [
+    { type: MessageType.ABORT, session, channels: [0, 3], code: 'cancelled', message: 'operator' },
+    { type: MessageType.ABORTED, count: 2 },
+    { type: MessageType.REPORT, session, channel: 1 },
+    { type: MessageType.REPORTED, code: 'ok', message: 'normal end', bytesIn: 5, bytesOut: 0 },
+    { type: MessageType.REPORTED, code: 'target-closed', message: 'target died', bytesIn: 1 << 30, bytesOut: 7 },
+  ];
+  for (const m of msgs) {
+    const [frame] = new FrameDecoder().push(encodeMessage(m));
+    assert.ok(frame);
+    assert.deepEqual(decodeMessage(frame), m);
+  }
+});
+
+test('abort-constraints', () => {
+  const session = 'a'.repeat(32);
+  rejects(MessageType.ABORT, { session, channels: [], code: 'cancelled', message: '' }, 'frame-malformed', 'channels');
+  rejects(MessageType.ABORT, { session, channels: [1024], code: 'cancelled', message: '' }, 'frame-malformed', 'channels');
+  rejects(MessageType.REPORTED, { code: 'ok', message: '', bytesIn: -1, bytesOut: 0 }, 'frame-malformed', 'bytesIn');
 });
