@@ -1,7 +1,7 @@
 /**
- * Real QEMU for the end-to-end tests: launch a paused x86 guest (optionally in
- * a network namespace), fill part of its RAM with random data, migrate it, and
- * compare guest memory by hash.
+ * Real QEMU for `vmgate demo` and the end-to-end tests: launch a paused x86
+ * guest (optionally in a network namespace), fill part of its RAM with random
+ * data, migrate it, and compare guest memory by hash.
  *
  *   const image = await randomGuestImage(dir);                    // 256 MiB random file + its sha256
  *   const src = await QemuVm.launch({ name: 'src', netns: net.a, loadFile: image.path });
@@ -29,11 +29,12 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { onProcessExit } from './netns.js';
+import { onProcessExit } from '../util/process-exit.js';
 import { QmpClient, type MigrationInfo } from './qmp.js';
 
 const randomFillAsync = promisify(randomFill);
 
+/** The QEMU binary `launch` runs unless told otherwise: $VMGATE_QEMU, else qemu-system-x86_64 from PATH. */
 export const QEMU_BINARY = process.env['VMGATE_QEMU'] ?? 'qemu-system-x86_64';
 /** Guest-physical address where `loadFile` is placed (16 MiB, clear of BIOS and low memory). */
 export const GUEST_LOAD_ADDR = 0x100_0000;
@@ -42,6 +43,8 @@ const MiB = 1024 * 1024;
 export interface QemuLaunchOptions {
   /** Label used in the temp dir name, `-name` and error messages. Default "vm". */
   readonly name?: string;
+  /** The QEMU binary (a path, or a name looked up on PATH). Default `QEMU_BINARY`. */
+  readonly binary?: string;
   /** Run inside this network namespace (`ip netns exec`). Default: the current one. */
   readonly netns?: string;
   /** Guest RAM in MiB. Default 512. */
@@ -116,8 +119,9 @@ export class QemuVm {
     const ownsWorkDir = options.workDir === undefined;
     const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), `vmg-qemu-${name}-`)));
     const qmpPath = join(workDir, 'qmp.sock');
+    const binary = options.binary ?? QEMU_BINARY;
     const args = [
-      '-name', name,
+      '-name', qemuOptValue(name),
       ...(options.accel ?? ['kvm', 'tcg']).flatMap((a) => ['-accel', a]),
       '-machine', 'pc',
       '-m', String(memMiB),
@@ -126,15 +130,15 @@ export class QemuVm {
       '-display', 'none',
       '-serial', 'none',
       '-mem-prealloc',
-      '-qmp', `unix:${qmpPath},server=on,wait=off`,
+      '-qmp', `unix:${qemuOptValue(qmpPath)},server=on,wait=off`,
     ];
     if (options.loadFile !== undefined) {
-      args.push('-device', `loader,file=${options.loadFile},addr=0x${GUEST_LOAD_ADDR.toString(16)},force-raw=on`);
+      args.push('-device', `loader,file=${qemuOptValue(options.loadFile)},addr=0x${GUEST_LOAD_ADDR.toString(16)},force-raw=on`);
     }
     if (options.incoming === true) args.push('-incoming', 'defer');
     args.push(...(options.extraArgs ?? []));
 
-    const argv = options.netns === undefined ? [QEMU_BINARY, ...args] : ['ip', 'netns', 'exec', options.netns, QEMU_BINARY, ...args];
+    const argv = options.netns === undefined ? [binary, ...args] : ['ip', 'netns', 'exec', options.netns, binary, ...args];
     const [command, ...commandArgs] = argv as [string, ...string[]];
     // Own process group, so that kill(-pid) takes everything `ip netns exec` started.
     const child = spawn(command, commandArgs, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
@@ -146,9 +150,13 @@ export class QemuVm {
       stderrSize += chunk.length;
       while (stderrSize > 64 * 1024 && stderrChunks.length > 1) stderrSize -= stderrChunks.shift()?.length ?? 0;
     });
+    let spawnError: Error | undefined;
     const exited = new Promise<QemuExit>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
-      child.once('error', () => resolve({ code: null, signal: null }));
+      child.once('error', (e) => {
+        spawnError = e;
+        resolve({ code: null, signal: null });
+      });
     });
     const killGroup = (): void => {
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
@@ -167,6 +175,7 @@ export class QemuVm {
     try {
       const timeoutMs = options.startTimeoutMs ?? 15_000;
       const early = exited.then((x) => {
+        if (spawnError !== undefined) throw new Error(`QEMU ${name}: could not run ${argv[0] ?? binary}: ${spawnError.message}`, { cause: spawnError });
         throw new Error(`QEMU ${name} exited during start (code ${x.code}, signal ${x.signal}): ${stderrChunks.join('').trim()}`);
       });
       qmp = await Promise.race([QmpClient.connect(qmpPath, { timeoutMs }), early]);
@@ -265,6 +274,12 @@ export class QemuVm {
     return this.qmp.waitForMigration(statuses, timeoutMs);
   }
 
+  /** The accelerator in use: "kvm" when KVM is enabled (`query-kvm`), else "tcg". */
+  async accelerator(): Promise<'kvm' | 'tcg'> {
+    const kvm = await this.qmp.execute<{ enabled?: boolean }>('query-kvm');
+    return kvm.enabled === true ? 'kvm' : 'tcg';
+  }
+
   /** Current run state (`query-status`). */
   runState(): Promise<string> {
     return this.qmp.runState();
@@ -324,24 +339,37 @@ export interface RandomImage {
 
 /** Writes `sizeMiB` MiB of random bytes to `dir/guest-random.bin` (default 256 MiB) and returns its hash. */
 export async function randomGuestImage(dir: string, sizeMiB = 256): Promise<RandomImage> {
+  if (!Number.isInteger(sizeMiB) || sizeMiB <= 0) throw new RangeError(`randomGuestImage: sizeMiB must be a positive integer, got ${sizeMiB}`);
   const path = join(dir, 'guest-random.bin');
+  const size = sizeMiB * MiB;
   const hash = createHash('sha256');
   const file = await open(path, 'w', 0o600);
   try {
-    const chunk = Buffer.allocUnsafe(4 * MiB);
-    for (let written = 0; written < sizeMiB * MiB; written += chunk.length) {
+    const buffer = Buffer.allocUnsafe(4 * MiB);
+    for (let written = 0; written < size; ) {
+      const chunk = buffer.subarray(0, Math.min(buffer.length, size - written));
       await randomFillAsync(chunk);
       hash.update(chunk);
       await file.write(chunk);
+      written += chunk.length;
     }
   } finally {
     await file.close();
   }
-  return { path, size: sizeMiB * MiB, sha256: hash.digest('hex') };
+  return { path, size, sha256: hash.digest('hex') };
+}
+
+/**
+ * Escapes a value for QEMU's `key=value,key=value` option syntax, where a
+ * comma inside a value is written as two (a path like `/tmp/a,b` would
+ * otherwise end the value and start a bogus option).
+ */
+export function qemuOptValue(value: string): string {
+  return value.replaceAll(',', ',,');
 }
 
 // ---------------------------------------------------------------------------
-// Migration set-up shared by the tests.
+// Migration set-up shared by the demo and the tests.
 
 export type MigrationMode = 'precopy' | 'multifd' | 'postcopy';
 

@@ -1,6 +1,7 @@
 /**
- * A small QMP client for the end-to-end tests: one unix socket, one command in
- * flight at a time (QMP answers in order), asynchronous events collected.
+ * A small QMP client (QEMU's JSON control protocol) for the demo and the
+ * end-to-end tests: one unix socket, one command in flight at a time (QMP
+ * answers in order), asynchronous events collected.
  *
  *   const qmp = await QmpClient.connect('/tmp/x/qmp.sock');   // greeting + qmp_capabilities
  *   await qmp.execute('migrate-set-capabilities', { capabilities: [...] });
@@ -34,7 +35,7 @@ export class QmpError extends Error {
   }
 }
 
-/** What `query-migrate` returns (the fields the tests use; QEMU adds more). */
+/** What `query-migrate` returns (the fields vmgate reads; QEMU adds more). */
 export interface MigrationInfo {
   readonly status?: string;
   readonly 'error-desc'?: string;
@@ -59,6 +60,11 @@ export interface MigrationInfo {
 /** Final migration states: reaching one of these that was not asked for is an error. */
 export const MIGRATION_FINAL_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 
+/** A QMP line longer than this (no newline yet) ends the connection: QEMU never sends one. */
+export const QMP_MAX_LINE = 16 * 1024 * 1024;
+/** Events kept in `QmpClient.events`; older ones are dropped first. */
+export const QMP_MAX_EVENTS = 10_000;
+
 interface Pending {
   readonly command: string;
   resolve(value: unknown): void;
@@ -71,7 +77,7 @@ export interface QmpConnectOptions {
 }
 
 export class QmpClient {
-  /** Every asynchronous event QEMU sent since connect, in arrival order. */
+  /** The asynchronous events QEMU sent since connect (the last `QMP_MAX_EVENTS`), in arrival order. */
   readonly events: QmpEvent[] = [];
   readonly path: string;
   private readonly socket: Socket;
@@ -238,6 +244,10 @@ export class QmpClient {
       this.buffer = this.buffer.slice(nl + 1);
       if (line !== '') this.onMessage(line);
     }
+    if (this.buffer.length > QMP_MAX_LINE) {
+      this.fail(new Error(`QMP sent more than ${QMP_MAX_LINE} bytes without a newline`));
+      this.socket.destroy();
+    }
   }
 
   private onMessage(line: string): void {
@@ -254,6 +264,7 @@ export class QmpClient {
         data: (msg['data'] ?? {}) as Record<string, unknown>,
         timestamp: (msg['timestamp'] ?? { seconds: 0, microseconds: 0 }) as QmpEvent['timestamp'],
       });
+      if (this.events.length > QMP_MAX_EVENTS) this.events.shift();
       for (const check of [...this.eventWaiters]) check();
       return;
     }

@@ -16,6 +16,10 @@
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { onProcessExit } from '../../src/util/process-exit.js';
+
+/** Exit-time cleanup shared by all helpers (netns, QEMU, gateway processes); it lives in src/util now. */
+export { onProcessExit };
 
 const execFileAsync = promisify(execFile);
 
@@ -23,50 +27,6 @@ const execFileAsync = promisify(execFile);
 export const NETNS_PREFIX = 'vmg-';
 /** Name of the veth end inside each namespace (both namespaces use the same name). */
 export const VETH_NAME = 'vmg0';
-
-// ---------------------------------------------------------------------------
-// Exit-time cleanup shared by all helpers (netns, QEMU, gateway processes).
-
-const exitCleanups = new Set<() => void>();
-let exitHooksInstalled = false;
-
-/**
- * Registers a synchronous cleanup to run when the process exits (normally, on
- * an uncaught error, or on SIGINT/SIGTERM/SIGHUP). Returns an unregister
- * function. Cleanups run newest first, so processes die before namespaces go.
- */
-export function onProcessExit(cleanup: () => void): () => void {
-  installExitHooks();
-  exitCleanups.add(cleanup);
-  return () => {
-    exitCleanups.delete(cleanup);
-  };
-}
-
-function runExitCleanups(): void {
-  for (const cleanup of [...exitCleanups].reverse()) {
-    exitCleanups.delete(cleanup);
-    try {
-      cleanup();
-    } catch {
-      // best effort: the process is going away
-    }
-  }
-}
-
-function installExitHooks(): void {
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  process.on('exit', runExitCleanups);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      runExitCleanups();
-      process.kill(process.pid, signal); // default action now that our handler is gone
-    });
-  }
-}
-
-// ---------------------------------------------------------------------------
 
 export interface ExecResult {
   readonly stdout: string;
