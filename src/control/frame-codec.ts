@@ -22,7 +22,8 @@ export interface FrameDecoderOptions {
    * Called on every decoded frame; returning true ends the control phase at
    * that frame. Decoding stops there, and every byte after it is kept
    * untouched for takeRemainder() (raw data-phase bytes must never be parsed
-   * as a frame header). push() after that point is a programming error.
+   * as a frame header). Bytes pushed after that point are appended to the
+   * remainder unparsed and unbounded: the owner should pause its source.
    */
   stopAfter?: (frame: Frame) => boolean;
 }
@@ -89,7 +90,7 @@ export class FrameDecoder {
     this.#stopAfter = options.stopAfter;
   }
 
-  /** Bytes currently held (partial frame, or the remainder once stopped). */
+  /** Bytes currently held: at most one partial frame, or (once stopped) the raw remainder. */
   get buffered(): number {
     return this.#held;
   }
@@ -106,13 +107,12 @@ export class FrameDecoder {
    */
   push(chunk: Buffer): Frame[] {
     if (this.#failure !== undefined) throw this.#failure;
-    if (this.#state !== 'decoding') {
-      throw new VmgateError('internal', `frame decoder used after ${this.#state === 'stopped' ? 'the control phase ended' : 'takeRemainder()'}`);
-    }
+    if (this.#state === 'taken') throw new VmgateError('internal', 'frame decoder used after takeRemainder()');
     if (chunk.length > 0) {
       this.#chunks.push(chunk);
       this.#held += chunk.length;
     }
+    if (this.#state === 'stopped') return [];
     const frames: Frame[] = [];
     try {
       for (;;) {

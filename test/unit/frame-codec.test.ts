@@ -101,6 +101,14 @@ test('stop-after-frame-keeps-following-bytes-raw', () => {
   assert.deepEqual(d.takeRemainder(), trailing);
 });
 
+test('push-after-stop-appends-raw-bytes', () => {
+  const d = new FrameDecoder(MAX_FRAME_LENGTH, { stopAfter: (f) => f.type === 6 });
+  assert.deepEqual(d.push(Buffer.concat([encodeFrame(6, {}), Buffer.from('QE')])), [{ type: 6, body: {} }]);
+  // A chunk that arrives before the owner detaches is data, not a frame header.
+  assert.deepEqual(d.push(Buffer.from('VM\xff\xff\xff\xff', 'latin1')), []);
+  assert.deepEqual(d.takeRemainder(), Buffer.from('QEVM\xff\xff\xff\xff', 'latin1'));
+});
+
 test('oversize-rejected-at-header-before-body', () => {
   const d = new FrameDecoder();
   const header = Buffer.alloc(4);
