@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   'pki-unreadable': 'a certificate, key, CRL or CA index could not be read or parsed',
   'pki-unknown-serial': 'the CA issued no certificate with this serial',
   'pki-verify-failed': 'a host certificate directory failed verification',
+  'pki-unwritable': 'a PKI file or directory could not be written',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -14,7 +14,7 @@ export async function ensureDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true, mode: DIR_MODE });
   } catch (e: unknown) {
-    throw new VmgateError('pki-bad-input', `cannot create directory ${dir}: ${messageOf(e)}`, { cause: e });
+    throw new VmgateError('pki-unwritable', `cannot create directory ${dir}: ${messageOf(e)}`, { cause: e });
   }
 }
 
@@ -42,7 +42,7 @@ export async function writeFileAtomic(path: string, data: string | Buffer, mode:
     await rename(tmp, path);
   } catch (e: unknown) {
     await rm(tmp, { force: true });
-    throw new VmgateError('pki-bad-input', `cannot write ${path}: ${messageOf(e)}`, { cause: e });
+    throw new VmgateError('pki-unwritable', `cannot write ${path}: ${messageOf(e)}`, { cause: e });
   }
 }
 
@@ -54,7 +54,7 @@ export async function copyFileAtomic(from: string, to: string, mode: number): Pr
     await rename(tmp, to);
   } catch (e: unknown) {
     await rm(tmp, { force: true });
-    throw new VmgateError('pki-bad-input', `cannot copy ${from} to ${to}: ${messageOf(e)}`, { cause: e });
+    throw new VmgateError('pki-unwritable', `cannot copy ${from} to ${to}: ${messageOf(e)}`, { cause: e });
   }
 }
 

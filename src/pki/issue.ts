@@ -129,6 +129,7 @@ export async function issueCertificate(o: IssueOptions): Promise<IssueResult> {
 
 /** Signs, records and writes one certificate. Used by issue and renew. */
 export async function issueWith(ca: LoadedCa, plan: IssuePlan, outDir: string): Promise<IssueResult> {
+  await ensureDir(outDir); // an unusable output path fails before anything is signed
   const keys = await generateRsaKeyPair(plan.bits);
   const now = new Date();
   const caNotAfter = new Date(ca.x509.validTo);
@@ -170,7 +171,6 @@ export async function issueWith(ca: LoadedCa, plan: IssuePlan, outDir: string): 
   });
 
   const h = hostPaths(outDir);
-  await ensureDir(outDir);
   const keyPem = privateKeyToPkcs8Pem(keys.privateKey);
   if (plan.kind === 'host') {
     await writeFileAtomic(h.serverKey, keyPem, SECRET_MODE);

@@ -109,24 +109,25 @@ export async function verifyHostDir(o: VerifyHostDirOptions): Promise<VerifyRepo
     { role: 'server', cert: h.serverCert, key: h.serverKey, certName: HOST_FILES.serverCert, keyName: HOST_FILES.serverKey },
     { role: 'client', cert: h.clientCert, key: h.clientKey, certName: HOST_FILES.clientCert, keyName: HOST_FILES.clientKey },
   ];
-  const present = pairs.filter((p) => existsSync(p.cert) || existsSync(p.key));
-  if (present.length === 0) fail('files', `no ${HOST_FILES.serverCert} or ${HOST_FILES.clientCert} in ${o.dir}`);
-  const seen = new Map<string, Role[]>();
-  for (const p of present) {
-    if (!existsSync(p.cert)) { fail('files', `${p.keyName} has no ${p.certName}`, p.certName); continue; }
-    if (!existsSync(p.key)) { fail('files', `${p.certName} has no ${p.keyName}`, p.keyName); continue; }
-    const text = readFileSync(p.cert, 'utf8') + readFileSync(p.key, 'utf8');
-    const roles = seen.get(text);
-    if (roles !== undefined) { roles.push(p.role); continue; }
-    seen.set(text, [p.role]);
+  // Group by content: a host dir's server-* and client-* are usually one identity, checked once for both roles.
+  const identities = new Map<string, { pair: (typeof pairs)[number]; roles: Role[] }>();
+  let present = 0;
+  for (const p of pairs) {
+    const hasCert = existsSync(p.cert);
+    const hasKey = existsSync(p.key);
+    if (hasCert || hasKey) present++;
+    if (hasCert !== hasKey) {
+      fail('files', hasCert ? `${p.certName} has no ${p.keyName}` : `${p.keyName} has no ${p.certName}`, hasCert ? p.keyName : p.certName);
+      continue;
+    }
+    if (!hasCert) continue;
+    const content = readFileSync(p.cert, 'utf8') + readFileSync(p.key, 'utf8');
+    const same = identities.get(content);
+    if (same !== undefined) same.roles.push(p.role);
+    else identities.set(content, { pair: p, roles: [p.role] });
   }
-  for (const p of present) {
-    if (!existsSync(p.cert) || !existsSync(p.key)) continue;
-    const text = readFileSync(p.cert, 'utf8') + readFileSync(p.key, 'utf8');
-    const roles = seen.get(text);
-    if (roles === undefined || roles[0] !== p.role) continue; // checked with the first role that had it
-    checkIdentity(p, roles);
-  }
+  if (present === 0) fail('files', `no ${HOST_FILES.serverCert} or ${HOST_FILES.clientCert} in ${o.dir}`);
+  for (const { pair, roles } of identities.values()) checkIdentity(pair, roles);
   return report();
 
   function checkIdentity(p: { cert: string; key: string; certName: string; keyName: string }, roles: Role[]): void {

@@ -174,6 +174,14 @@ test('weak-key-refused: keys under 3072 bits need the explicit test option', asy
   await assert.rejects(issueCertificate({ caDir, outDir: fresh('weak'), commonName: 'h', keyBits: 1024, allowWeakKeyForTests: true }), code('pki-bad-input'));
 });
 
+test('unwritable-out: an output directory that cannot be created is pki-unwritable', async () => {
+  const blocker = fresh('file');
+  await writeFile(blocker, 'not a directory');
+  const issued = listIssued(caDir).length;
+  await assert.rejects(issueCertificate({ caDir, outDir: join(blocker, 'out'), commonName: 'host-w', ...weak }), code('pki-unwritable', blocker));
+  assert.equal(listIssued(caDir).length, issued, 'nothing was signed');
+});
+
 test('index-records: the CA index lists every issue with names, kind and validity', async () => {
   const out = fresh('idx');
   const r = await issueCertificate({ caDir, outDir: out, commonName: 'host-i', dns: ['host-i.example'], ips: ['10.0.0.1'], ...weak });

@@ -134,6 +134,12 @@ test('verify-no-crl: a dir without ca-crl.pem passes with a warning', async () =
   assert.ok(r.findings.some((f) => f.check === 'crl' && f.level === 'warning'));
 });
 
+test('verify-missing-key: a certificate without its key is a files error', async () => {
+  const dir = await copyOf(pki.clientOnly);
+  await rm(join(dir, 'client-key.pem'));
+  assert.deepEqual(failed(await verifyHostDir({ dir })), ['files']);
+});
+
 test('verify-missing-dir: a dir that does not exist is a files error', async () => {
   assert.deepEqual(failed(await verifyHostDir({ dir: join(pki.root, 'nope') })), ['files']);
 });
