@@ -5,6 +5,7 @@ import { isVmgateError, messageOf } from '../errors.js';
 import { checkConfig } from './check-config.js';
 import { runDemo } from './demo.js';
 import { runDaemon } from './run.js';
+import { cancelSession, controlSocketPath, DEFAULT_CONTROL_SOCKET, fetchSessions, sessionsTable, statusText, watchSessions } from './sessions.js';
 import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
 
 /**
@@ -50,6 +51,34 @@ users
   .description('list user names (never passwords or hashes)')
   .requiredOption('-s, --store <file>', 'credential store')
   .action(async (o: { store: string }) => console.log(await listUsers(o.store)));
+
+const socketOpts = (c: Command): Command =>
+  c.option('--socket <path>', `control socket (default ${DEFAULT_CONTROL_SOCKET})`).option('-c, --config <file>', 'read control.socket from this gateway config');
+
+socketOpts(program.command('sessions').description('list migration sessions with their channels, bytes and rates'))
+  .option('--json', 'print JSON')
+  .option('--watch', 'redraw every second with a live rate bar per session')
+  .action(async (o: { socket?: string; config?: string; json?: boolean; watch?: boolean }) => {
+    const socket = await controlSocketPath(o);
+    if (o.watch) {
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      await watchSessions(socket, (s) => process.stdout.write(s), stop.signal);
+      return;
+    }
+    const sessions = await fetchSessions(socket);
+    console.log(o.json ? JSON.stringify(sessions, null, 2) : sessionsTable(sessions));
+  });
+
+socketOpts(program.command('cancel').description('end a migration session (or one channel) at once on this gateway and its peer'))
+  .argument('<session>', 'session id from `vmgate sessions`')
+  .option('--channel <n>', 'only this channel')
+  .action(async (session: string, o: { socket?: string; config?: string; channel?: string }) => {
+    console.log(await cancelSession(await controlSocketPath(o), session, o.channel === undefined ? undefined : Number(o.channel)));
+  });
+
+socketOpts(program.command('status').description('show what a running gateway is doing'))
+  .action(async (o: { socket?: string; config?: string }) => console.log(await statusText(await controlSocketPath(o))));
 
 program
   .command('demo')

@@ -7,7 +7,8 @@ export interface Config {
   tls: TlsFiles;
   server: ServerConfig | undefined;
   routes: RouteConfig[];
-  channel: { closeGraceMs: number };
+  channel: { closeGraceMs: number; stallTimeoutMs: number; shutdownGraceMs: number };
+  control: { socket: string; group: string | number | undefined } | undefined;
   log: { level: string };
 }
 

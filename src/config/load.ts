@@ -80,6 +80,7 @@ function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config
     server: raw.server ? resolveServer(raw.server, abs, base, problems) : undefined,
     routes: Object.entries(raw.routes).map(([name, r]) => resolveRoute(name, r, abs, base, problems)),
     channel: raw.channel,
+    control: raw.control ? { socket: abs(raw.control.socket), group: raw.control.group } : undefined,
     log: raw.log,
   };
 }

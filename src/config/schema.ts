@@ -60,7 +60,17 @@ export const configSchema = z.object({
   channel: z.object({
     /** How long a closing channel may take to flush before it is destroyed. */
     closeGraceMs: ms(0, 600_000).default(5_000),
-  }).strict().default({ closeGraceMs: 5_000 }),
+    /** A session that moves no byte for this long is ended with cause `stalled`; 0 disables. */
+    stallTimeoutMs: ms(0, 3_600_000).default(60_000),
+    /** On SIGTERM, how long migrations in flight may run on before they are ended with cause `shutdown`. */
+    shutdownGraceMs: ms(0, 3_600_000).default(30_000),
+  }).strict().default({ closeGraceMs: 5_000, stallTimeoutMs: 60_000, shutdownGraceMs: 30_000 }),
+  control: z.object({
+    /** Unix socket for `vmgate sessions|cancel|status`; never a network address. */
+    socket: path,
+    /** Group (name or number) allowed to use it besides root; socket mode 0660 then, else 0600. */
+    group: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
+  }).strict().optional(),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   }).strict().default({ level: 'info' }),

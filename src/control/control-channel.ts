@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { VmgateError, messageOf } from '../errors.js';
-import { FrameDecoder } from './frame-codec.js';
+import { FrameDecoder, MAX_FRAME_LENGTH } from './frame-codec.js';
 import { MESSAGE_NAMES, MessageType, decodeMessage, encodeMessage, type Message } from './messages.js';
 
 type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
@@ -12,7 +12,7 @@ type MessageOf<T extends MessageType> = Extract<Message, { type: T }>;
  * belongs to whoever runs the handshake.
  */
 export class ControlChannel {
-  private readonly decoder = new FrameDecoder();
+  private readonly decoder: FrameDecoder;
   private readonly inbox: Message[] = [];
   private waiter: { resolve: (m: Message) => void; reject: (e: VmgateError) => void } | undefined;
   private failure: VmgateError | undefined;
@@ -26,10 +26,17 @@ export class ControlChannel {
   private readonly onEnd = (): void => this.fail(new VmgateError('peer-closed', 'the peer closed the connection during the control phase'));
   private readonly onError = (e: Error): void => this.fail(this.classify(e));
 
+  /**
+   * `lastTypes`: message types after which the control phase is over. Bytes
+   * behind such a frame are migration data and must never be parsed as a
+   * frame (QEMU's "QEVM" magic would read as a huge length).
+   */
   constructor(
     private readonly socket: Duplex,
     private readonly classify: (e: unknown) => VmgateError,
+    lastTypes: readonly MessageType[] = [],
   ) {
+    this.decoder = new FrameDecoder(MAX_FRAME_LENGTH, { stopAfter: (f) => f.type === MessageType.ERROR || (lastTypes as readonly number[]).includes(f.type) });
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onEnd);
@@ -54,6 +61,14 @@ export class ControlChannel {
     if (m.type === type) return m as MessageOf<T>;
     if (m.type === MessageType.ERROR) throw new PeerError(m.code, m.message);
     throw new VmgateError('protocol-violation', `expected ${MESSAGE_NAMES[type]}, got ${MESSAGE_NAMES[m.type]}`);
+  }
+
+  /** The next message, which must be one of `types` (ERROR from the peer throws as in expect). */
+  async expectOneOf<T extends MessageType>(types: readonly T[]): Promise<MessageOf<T>> {
+    const m = await this.next();
+    if ((types as readonly MessageType[]).includes(m.type)) return m as MessageOf<T>;
+    if (m.type === MessageType.ERROR) throw new PeerError(m.code, m.message);
+    throw new VmgateError('protocol-violation', `expected ${types.map((t) => MESSAGE_NAMES[t]).join(' or ')}, got ${MESSAGE_NAMES[m.type]}`);
   }
 
   /** Stops reading and returns the bytes that followed the last frame. */

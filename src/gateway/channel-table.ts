@@ -11,6 +11,8 @@ export interface ChannelEntry {
   target: string;
   /** The peer certificate's name. */
   peer: string;
+  /** The peer certificate's fingerprint: only that peer may ABORT this channel. */
+  owner: string;
   startedAt: number;
 }
 
@@ -49,15 +51,21 @@ export class ChannelTable {
     return this.entries.size;
   }
 
+  find(owner: string, session: string, channel: number): ChannelEntry | undefined {
+    for (const e of this.entries) if (e.owner === owner && e.session === session && e.channel === channel) return e;
+    return undefined;
+  }
+
   list(): ChannelEntry[] {
     return [...this.entries];
   }
 
-  /** Ends every channel (of one session, when given) at once with `cause`. Returns how many. */
-  abortAll(cause: ErrorCode, message: string, session?: string): number {
+  /** Ends every channel (of one session, or one channel of it, when given) at once with `cause`. Returns how many. */
+  abortAll(cause: ErrorCode, message: string, session?: string, channel?: number): number {
     let n = 0;
     for (const e of this.entries) {
       if (session !== undefined && e.session !== session) continue;
+      if (channel !== undefined && e.channel !== channel) continue;
       e.relay.abort(cause, message);
       n += 1;
     }

@@ -1,45 +1,56 @@
+import type { Server } from 'node:net';
+import { adminRequestSchema } from '../admin/admin-protocol.js';
+import { startAdminSocket } from '../admin/admin-server.js';
+import { sessionViews } from '../admin/session-view.js';
 import { CredentialStore } from '../auth/credential-store.js';
-import type { Config } from '../config/config.js';
+import type { Config, TargetConfig } from '../config/config.js';
 import { formatHostPort } from '../config/endpoint.js';
-import { VmgateError } from '../errors.js';
+import { loadConfig } from '../config/load.js';
+import { VmgateError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
+import { groupId } from '../util/group-id.js';
 import { readSecretFile } from '../util/secret-file.js';
 import { ChannelTable } from './channel-table.js';
 import { InboundServer } from './inbound-server.js';
 import { Route } from './route.js';
+import { StallWatch } from './stall-watch.js';
 
 const EXPIRY_WARNING_DAYS = 30;
 
+/** Everything a reload may replace, loaded and checked as one unit. */
+interface Reloadable {
+  identity: Identity;
+  credentials: CredentialStore;
+  targets: Map<string, TargetConfig>;
+  passwords: Map<string, string>;
+}
+
 /**
- * One gateway daemon: the server role (if configured) and every route. Loads
- * and checks every file before opening any listener, so a bad file stops the
- * start with a clear error and never leaves a half-started gateway.
+ * One gateway daemon: the server role (if configured), every route and the
+ * control socket. Loads and checks every file before opening any listener,
+ * so a bad file stops the start with a clear error, and a bad file at reload
+ * keeps the last good state.
  */
 export class Gateway {
   readonly channels = new ChannelTable();
-  private identity: Identity;
-  private credentials: CredentialStore;
+  private state: Reloadable;
   private server: InboundServer | undefined;
   private readonly routes: Route[] = [];
+  private admin: Server | undefined;
+  private stallWatch: StallWatch | undefined;
+  private readonly startedAt = Date.now();
 
   private constructor(
     readonly config: Config,
     private readonly log: Logger,
-    identity: Identity,
-    credentials: CredentialStore,
-    private readonly passwords: Map<string, string>,
+    state: Reloadable,
   ) {
-    this.identity = identity;
-    this.credentials = credentials;
+    this.state = state;
   }
 
   static async start(config: Config, log: Logger): Promise<Gateway> {
-    const identity = await loadIdentity(config.tls);
-    const credentials = config.server ? await CredentialStore.load(config.server.credentials) : CredentialStore.empty();
-    const passwords = new Map<string, string>();
-    for (const r of config.routes) passwords.set(r.name, await readPassword(r.passwordFile, r.name));
-    const gw = new Gateway(config, log, identity, credentials, passwords);
+    const gw = new Gateway(config, log, await loadReloadable(config));
     gw.warnExpiry();
     try {
       await gw.open();
@@ -60,6 +71,27 @@ export class Gateway {
   }
 
   /**
+   * Re-reads the config file and reloads certificates, CRL, credential store,
+   * allow-lists and route passwords. All or nothing: on any error the last
+   * good state stays and the error is returned (and logged). Listeners and
+   * channels in flight are untouched.
+   */
+  async reload(): Promise<VmgateError | undefined> {
+    try {
+      const next = await loadReloadable(await loadConfig(this.config.file), this.config);
+      this.state = next;
+      this.server?.setIdentity(next.identity);
+      this.log.info({ event: 'reloaded', identity: subject(next.identity), validTo: next.identity.server.cert.validTo }, 'reloaded certificates, CRL, credentials and allow-lists');
+      this.warnExpiry();
+      return undefined;
+    } catch (e: unknown) {
+      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+      this.log.error({ event: 'reload-failed', cause: err.code }, `reload failed, keeping the last good state: ${err.message}`);
+      return err;
+    }
+  }
+
+  /**
    * Stops accepting new channels, lets channels in flight finish for up to
    * `graceMs`, then ends the rest at once with cause `shutdown`.
    */
@@ -69,44 +101,103 @@ export class Gateway {
       this.log.info({ event: 'draining', channels: this.channels.size, graceMs }, `waiting up to ${graceMs} ms for ${this.channels.size} channel(s) to finish`);
       await this.channels.whenEmpty(graceMs);
     }
+    this.stallWatch?.stop();
     const n = this.channels.abortAll('shutdown', 'the gateway is shutting down');
     if (n > 0) this.log.warn({ event: 'shutdown', channels: n }, `ended ${n} channel(s) because the gateway is shutting down`);
     await Promise.all(closing);
+    await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
   }
 
   private async open(): Promise<void> {
-    const common = { identity: () => this.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs };
+    const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs };
     if (this.config.server) {
-      this.server = new InboundServer({ ...common, config: this.config.server, credentials: () => this.credentials, log: this.log.child({ role: 'server' }) });
+      this.server = new InboundServer({
+        ...common,
+        config: this.config.server,
+        targets: () => this.state.targets,
+        credentials: () => this.state.credentials,
+        log: this.log.child({ role: 'server' }),
+      });
       await this.server.listen();
     }
     for (const rc of this.config.routes) {
-      const route = new Route({ ...common, config: rc, password: this.passwords.get(rc.name) ?? '', log: this.log.child({ role: 'route' }) });
+      const route = new Route({ ...common, config: rc, password: () => this.state.passwords.get(rc.name) ?? '', log: this.log.child({ role: 'route' }) });
       this.routes.push(route);
       await route.listen();
     }
+    if (this.config.control) {
+      const gid = this.config.control.group === undefined ? undefined : await groupId(this.config.control.group);
+      this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
+    }
+    this.stallWatch = new StallWatch(this.channels, this.config.channel.stallTimeoutMs, this.log);
     this.log.info(
       {
         event: 'ready',
         server: this.server ? formatHostPort(this.server.address()) : null,
-        targets: this.config.server ? [...this.config.server.targets.keys()] : [],
+        targets: [...this.state.targets.keys()],
         routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
-        identity: this.identity.server.cert.subject.replace(/\n/g, ', '),
+        control: this.config.control?.socket ?? null,
+        identity: subject(this.state.identity),
         crl: this.config.tls.crl ?? null,
       },
       `vmgate ${this.config.name} ready`,
     );
   }
 
+  /** Answers the control socket. */
+  private async control(req: ReturnType<typeof adminRequestSchema.parse>): Promise<Record<string, unknown>> {
+    switch (req.op) {
+      case 'status':
+        return {
+          name: this.config.name,
+          uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+          server: this.server ? formatHostPort(this.server.address()) : null,
+          routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
+          targets: [...this.state.targets.keys()],
+          channels: this.channels.size,
+          sessions: sessionViews(this.channels.list()).length,
+          identity: { subject: subject(this.state.identity), validTo: this.state.identity.server.cert.validTo },
+        };
+      case 'sessions':
+        return { sessions: sessionViews(this.channels.list()) };
+      case 'cancel': {
+        const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
+        const n = this.channels.abortAll('cancelled', `cancelled by an operator (${what})`, req.session, req.channel);
+        if (n === 0) throw new VmgateError('target-unknown', `no open ${what} on this gateway (see vmgate sessions)`);
+        this.log.warn({ event: 'cancelled', session: req.session, channel: req.channel, channels: n }, `operator cancelled ${what}: ended ${n} channel(s)`);
+        return { cancelled: n };
+      }
+    }
+  }
+
   private warnExpiry(): void {
-    for (const w of expiringSoon(this.identity, EXPIRY_WARNING_DAYS)) {
+    for (const w of expiringSoon(this.state.identity, EXPIRY_WARNING_DAYS)) {
       this.log.warn({ event: 'cert-expiring', file: w.file, daysLeft: w.daysLeft }, `certificate ${w.file} (${w.subject}) expires in ${w.daysLeft} day(s); renew it with certs/vmgate-pki renew`);
     }
   }
+}
+
+/**
+ * Loads every file the config names. With `running`, the listeners of the
+ * running config stay: a reload may change files and allow-lists, not ports.
+ */
+async function loadReloadable(config: Config, running?: Config): Promise<Reloadable> {
+  const identity = await loadIdentity(config.tls);
+  const credentials = config.server ? await CredentialStore.load(config.server.credentials) : CredentialStore.empty();
+  const passwords = new Map<string, string>();
+  for (const r of (running ?? config).routes) {
+    const fresh = config.routes.find((c) => c.name === r.name) ?? r;
+    passwords.set(r.name, await readPassword(fresh.passwordFile, r.name));
+  }
+  return { identity, credentials, targets: config.server?.targets ?? new Map(), passwords };
 }
 
 async function readPassword(file: string, route: string): Promise<string> {
   const text = (await readSecretFile(file, `password file of route ${route}`)).toString('utf8').replace(/\r?\n$/, '');
   if (text.length === 0) throw new VmgateError('config-invalid', `password file ${file} of route ${route} is empty`);
   return text;
+}
+
+function subject(id: Identity): string {
+  return id.server.cert.subject.replace(/\n/g, ', ');
 }

@@ -6,23 +6,28 @@ import { parsePlainResponse, PlainRejectedError } from '../auth/sasl-plain.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { ControlChannel, PeerError } from '../control/control-channel.js';
-import { MessageType } from '../control/messages.js';
+import { MessageType, type AbortMessage, type OpenMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { Relay } from '../relay/relay.js';
+import { Relay, type RelayResult } from '../relay/relay.js';
 import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
 import { peerIdentity, type PeerIdentity } from '../tls/peer-identity.js';
 import { classifyAuthorizationError, classifyPeerError } from '../tls/tls-errors.js';
 import { authorizeOpen } from './authorize.js';
 import { logChannelEnd } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
+import { EndRecords } from './end-records.js';
 import { connectLocal } from './local-socket.js';
+import { PROTOCOL_VERSION } from './peer-client.js';
 import { SessionOrder } from './session-order.js';
 
-export const PROTOCOL_VERSION = 1;
+/** After a reset from the source gateway, how long to wait for its ABORT saying why. */
+const NOTICE_WAIT_MS = 1_000;
 
 export interface InboundDeps {
   config: ServerConfig;
+  /** Current allow-lists (replaced on reload). */
+  targets: () => Map<string, TargetConfig>;
   identity: () => Identity;
   credentials: () => CredentialStore;
   channels: ChannelTable;
@@ -30,15 +35,31 @@ export interface InboundDeps {
   closeGraceMs: number;
 }
 
+/** An authenticated client connection after SASL: who it is and its control channel. */
+interface Authenticated {
+  s: TLSSocket;
+  raw: Socket;
+  ctrl: ControlChannel;
+  peer: PeerIdentity;
+  user: string;
+  log: Logger;
+  started: number;
+  /** Stops the handshake deadline; call once the connection leaves the control phase. */
+  handshakeDone: () => void;
+}
+
 /**
- * The server role: a TLS listener whose connections each carry one channel
- * to an allow-listed local target. Nothing reaches a target before TLS, the
+ * The server role: a TLS listener whose connections each carry one request:
+ * a channel to an allow-listed local target (OPEN), or a notice about
+ * channels that the client gateway ended (ABORT), or a question about how a
+ * channel ended here (REPORT). Nothing reaches a target before TLS, the
  * certificate policy, SASL and the target authorization have all passed.
  */
 export class InboundServer {
   private readonly server: Server;
   private readonly order: SessionOrder;
-  /** Raw TCP sockets by remote address, to find the one under a TLS socket (see rawFor). */
+  private readonly ends = new EndRecords();
+  /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
   private handshakes = 0;
 
@@ -94,15 +115,15 @@ export class InboundServer {
     this.handshakes += 1;
     const key = remoteKey(raw);
     this.raws.set(key, raw);
-    raw.once('close', () => {
-      if (this.raws.get(key) === raw) this.raws.delete(key);
-    });
     let counted = true;
     const done = (): void => {
       if (counted) this.handshakes -= 1;
       counted = false;
     };
-    raw.once('close', done);
+    raw.once('close', () => {
+      done();
+      if (this.raws.get(key) === raw) this.raws.delete(key);
+    });
     raw.once('vmgate:handshake-done', done);
   }
 
@@ -118,16 +139,19 @@ export class InboundServer {
       return;
     }
     const started = Date.now();
-    const channelId = randomUUID();
-    let log = this.deps.log.child({ conn: channelId, remote: `${s.remoteAddress}:${s.remotePort}` });
-    const ctrl = new ControlChannel(s, classifyPeerError);
+    const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
+    let log = this.deps.log.child({ conn: randomUUID(), remote: `${s.remoteAddress}:${s.remotePort}` });
+    let conn: Authenticated | undefined;
     const deadline = setTimeout(() => {
       const e = new VmgateError('handshake-timeout', `the control handshake did not finish within ${this.deps.config.handshakeTimeoutMs} ms`);
       log.warn({ event: 'channel-refused', cause: e.code }, e.message);
       ctrl.refuse(e);
       setTimeout(() => s.destroy(), 1000).unref();
-    }, Math.max(0, this.deps.config.handshakeTimeoutMs - (Date.now() - started)));
-    let ordered: { owner: string; session: string } | undefined;
+    }, this.deps.config.handshakeTimeoutMs);
+    const handshakeDone = (): void => {
+      clearTimeout(deadline);
+      raw.emit('vmgate:handshake-done');
+    };
     try {
       const peer = verifyClient(s);
       log = log.child({ identity: peer.commonName });
@@ -139,40 +163,19 @@ export class InboundServer {
       const user = await this.authenticate(ctrl, log);
       log = log.child({ user });
       ctrl.send({ type: MessageType.AUTH_OK, user });
-      const open = await ctrl.expect(MessageType.OPEN);
-      log = log.child({ session: open.session, channel: open.channel, target: open.target });
-      const target = this.authorize(open.target, peer, user);
-      if (this.deps.channels.size >= this.deps.config.maxChannels) {
-        throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
-      }
-      ordered = { owner: peer.fingerprint256, session: open.session };
-      await this.order.turn(ordered.owner, open.session, open.channel);
-      let local: Socket;
-      try {
-        local = await connectLocal(target.connect, this.deps.config.handshakeTimeoutMs);
-      } finally {
-        this.order.release(ordered.owner, open.session, open.channel);
-      }
-      clearTimeout(deadline);
-      raw.emit('vmgate:handshake-done');
-      ctrl.send({ type: MessageType.OPENED });
-      const remainder = ctrl.detach();
-      log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - started }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
-      const relay = new Relay(local, s, raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
-      const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: peer.commonName });
-      const result = await relay.done;
-      this.deps.channels.remove(entry);
-      logChannelEnd(log, result);
+      conn = { s, raw, ctrl, peer, user, log, started, handshakeDone };
+      const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
+      if (req.type === MessageType.OPEN) await this.open(conn, req);
+      else if (req.type === MessageType.ABORT) this.abort(conn, req);
+      else this.report(conn, req);
     } catch (e: unknown) {
-      clearTimeout(deadline);
-      raw.emit('vmgate:handshake-done');
+      handshakeDone();
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
       const who = err instanceof PeerError ? 'the client gateway refused: ' : '';
+      log = conn?.log ?? log;
       log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel refused (${err.code}): ${who}${err.message}`);
       if (!(err instanceof PeerError)) ctrl.refuse(publicError(err));
       setTimeout(() => s.destroy(), 1000).unref();
-    } finally {
-      if (ordered) this.order.closed(ordered.owner, ordered.session);
     }
   }
 
@@ -197,8 +200,69 @@ export class InboundServer {
     return username;
   }
 
-  private authorize(name: string, peer: PeerIdentity, user: string): TargetConfig {
-    return authorizeOpen(this.deps.config.targets, name, peer, user);
+  /** OPEN: connect the target in session order, answer OPENED, relay until the end. */
+  private async open(c: Authenticated, open: OpenMessage): Promise<void> {
+    const log = c.log.child({ session: open.session, channel: open.channel, target: open.target });
+    c.log = log;
+    const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
+    if (this.deps.channels.size >= this.deps.config.maxChannels) {
+      throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
+    }
+    const owner = c.peer.fingerprint256;
+    let local: Socket;
+    await this.order.turn(owner, open.session, open.channel);
+    try {
+      local = await connectLocal(target.connect, this.deps.config.handshakeTimeoutMs);
+    } catch (e: unknown) {
+      this.order.closed(owner, open.session);
+      throw e;
+    } finally {
+      this.order.release(owner, open.session, open.channel);
+    }
+    c.handshakeDone();
+    c.ctrl.send({ type: MessageType.OPENED });
+    const remainder = c.ctrl.detach();
+    log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
+    const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
+    const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner });
+    let result: RelayResult = await relay.done;
+    this.deps.channels.remove(entry);
+    this.order.closed(owner, open.session);
+    if (result.cause === 'target-closed') result = { ...result, message: `target ${formatEndpoint(target.connect)}: ${result.message}` };
+    this.ends.record(owner, open.session, open.channel, { cause: result.cause, message: result.message, bytesIn: result.bytesIn, bytesOut: result.bytesOut });
+    if (result.cause === 'peer-reset') {
+      // The source gateway's reset usually races ahead of its ABORT saying why.
+      const notice = await this.ends.waitForNotice(owner, open.session, open.channel, NOTICE_WAIT_MS);
+      if (notice) result = { ...result, cause: notice.code, message: `source gateway: ${notice.message}` };
+    }
+    logChannelEnd(log, result);
+  }
+
+  /** ABORT: the client gateway ended these channels; end ours the same way, at once. */
+  private abort(c: Authenticated, req: AbortMessage): void {
+    c.handshakeDone();
+    const owner = c.peer.fingerprint256;
+    let count = 0;
+    for (const channel of req.channels) {
+      const entry = this.deps.channels.find(owner, req.session, channel);
+      if (entry) {
+        entry.relay.abort(req.code, `source gateway: ${req.message}`);
+        count += 1;
+      }
+      this.ends.notice(owner, req.session, channel, { code: req.code, message: req.message });
+    }
+    c.log.info({ event: 'peer-abort', session: req.session, channels: req.channels, cause: req.code, ended: count }, `the source gateway ended ${req.channels.length} channel(s) of session ${req.session} (${req.code}): ${req.message}`);
+    c.ctrl.send({ type: MessageType.ABORTED, count });
+    c.s.end();
+  }
+
+  /** REPORT: say how a channel of this peer's session ended here. */
+  private report(c: Authenticated, req: ReportMessage): void {
+    c.handshakeDone();
+    const r = this.ends.lookup(c.peer.fingerprint256, req.session, req.channel);
+    if (!r) throw new VmgateError('target-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
+    c.ctrl.send({ type: MessageType.REPORTED, code: r.cause, message: r.message, bytesIn: r.bytesIn, bytesOut: r.bytesOut });
+    c.s.end();
   }
 }
 

@@ -1,44 +1,54 @@
 import type { Server, Socket } from 'node:net';
-import { buildPlainResponse } from '../auth/sasl-plain.js';
 import type { RouteConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
-import { ControlChannel, PeerError } from '../control/control-channel.js';
-import { MessageType } from '../control/messages.js';
-import { VmgateError, messageOf } from '../errors.js';
+import { PeerError } from '../control/control-channel.js';
+import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { Relay } from '../relay/relay.js';
-import { dialPeer, type PeerSocket } from '../tls/dial.js';
+import { Relay, type RelayResult } from '../relay/relay.js';
+import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
-import { classifyPeerError } from '../tls/tls-errors.js';
-import { logChannelEnd } from './channel-record.js';
+import { logChannelEnd, mib } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
-import { PROTOCOL_VERSION } from './inbound-server.js';
 import { listenLocal } from './local-socket.js';
+import { PeerClient } from './peer-client.js';
 import { RouteSessions } from './route-sessions.js';
 
 export interface RouteDeps {
   config: RouteConfig;
-  /** The SASL password for this route, read once from its 0600 file. */
-  password: string;
+  /** The SASL password for this route, from its 0600 file (re-read on reload). */
+  password: () => string;
   identity: () => Identity;
   channels: ChannelTable;
   log: Logger;
   closeGraceMs: number;
 }
 
+/** Channel ends of one session collected for a single ABORT to the peer. */
+const ABORT_BATCH_MS = 20;
+/** How long to wait for the peer's account of a reset before logging without it. */
+const REPORT_TIMEOUT_MS = 3_000;
+
 /**
  * The client role: a local listener for QEMU whose every connection becomes
  * one channel to the peer gateway's target. Nothing is read from QEMU until
  * the peer has said OPENED, so a refused channel loses no data: QEMU's
  * connection is reset and its migration fails at once with the cause logged.
+ *
+ * When a channel ends abnormally the two gateways exchange causes: if the
+ * end started here, the peer is told (ABORT) so its QEMU learns at once even
+ * when its socket is paused; if it started at the peer, the peer is asked
+ * (REPORT) so this log says what happened over there.
  */
 export class Route {
   private server: Server | undefined;
   private readonly sessions = new RouteSessions();
   private readonly log: Logger;
+  private readonly peerClient: PeerClient;
+  private readonly pendingAborts = new Map<string, { channels: number[]; code: ErrorCode; message: string }>();
 
   constructor(private readonly deps: RouteDeps) {
     this.log = deps.log.child({ route: deps.config.name });
+    this.peerClient = new PeerClient(deps.config, deps.identity, deps.password);
   }
 
   get name(): string {
@@ -67,21 +77,19 @@ export class Route {
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
-    const onEarlyClose = (): void => abandon.abort();
-    local.once('close', onEarlyClose);
     local.on('error', () => abandon.abort());
     let peer: PeerSocket | undefined;
     try {
-      peer = await dialPeer({ peer: cfg.peer, peerName: cfg.peerName, context: this.deps.identity().clientContext, timeoutMs: cfg.connectTimeoutMs, signal: abandon.signal });
-      const remainder = await this.handshake(peer, session, channel);
-      local.off('close', onEarlyClose);
+      const opened = await this.peerClient.open(session, channel, abandon.signal);
+      peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       log.info({ event: 'channel-open', setupMs: Date.now() - started }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
-      const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
-      const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName });
+      const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: opened.remainder });
+      const owner = peer.tls.getPeerCertificate().fingerprint256;
+      const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner });
       const result = await relay.done;
       this.deps.channels.remove(entry);
-      logChannelEnd(log, result);
+      logChannelEnd(log, await this.exchangeCause(session, channel, result, log));
     } catch (e: unknown) {
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
       const who = err instanceof PeerError ? 'the peer gateway refused: ' : '';
@@ -97,23 +105,58 @@ export class Route {
     }
   }
 
-  /** HELLO, AUTH, OPEN; returns any data bytes that followed OPENED. */
-  private async handshake(peer: PeerSocket, session: string, channel: number): Promise<Buffer> {
-    const cfg = this.deps.config;
-    const ctrl = new ControlChannel(peer.tls, classifyPeerError);
-    const timer = setTimeout(() => peer.tls.destroy(new VmgateError('handshake-timeout', `the peer did not complete the control handshake within ${cfg.connectTimeoutMs} ms`)), cfg.connectTimeoutMs);
+  /**
+   * Ends that started here are announced to the peer; a reset from the peer
+   * is explained by asking it. Returns the result to log.
+   */
+  private async exchangeCause(session: string, channel: number, r: RelayResult, log: Logger): Promise<RelayResult> {
+    if (r.cause === 'ok') return r;
+    if (r.cause !== 'peer-reset') {
+      this.announceAbort(session, channel, r.cause, r.message, log);
+      return r;
+    }
     try {
-      ctrl.send({ type: MessageType.HELLO, versions: [PROTOCOL_VERSION] });
-      const welcome = await ctrl.expect(MessageType.WELCOME);
-      if (welcome.version !== PROTOCOL_VERSION) throw new VmgateError('version-unsupported', `the peer chose protocol version ${welcome.version}`);
-      if (!welcome.mechanisms.includes('PLAIN')) throw new VmgateError('auth-mechanism', `the peer offers ${welcome.mechanisms.join(', ')}, not PLAIN`);
-      ctrl.send({ type: MessageType.AUTH, mechanism: 'PLAIN', response: buildPlainResponse(cfg.user, this.deps.password) });
-      await ctrl.expect(MessageType.AUTH_OK);
-      ctrl.send({ type: MessageType.OPEN, target: cfg.target, session, channel });
-      await ctrl.expect(MessageType.OPENED);
-      return ctrl.detach();
-    } finally {
-      clearTimeout(timer);
+      const report = await withTimeout(this.peerClient.report(session, channel), REPORT_TIMEOUT_MS);
+      if (report.code === 'ok') return r;
+      const peerEnd = `destination: ${report.message} (after ${mib(report.bytesIn)} received, ${mib(report.bytesOut)} sent there)`;
+      return { ...r, cause: report.code, message: peerEnd };
+    } catch (e: unknown) {
+      log.debug({ event: 'report-failed' }, `could not ask the peer why channel ${channel} ended: ${messageOf(e)}`);
+      return r;
     }
   }
+
+  private announceAbort(session: string, channel: number, code: ErrorCode, message: string, log: Logger): void {
+    const pending = this.pendingAborts.get(session);
+    if (pending) {
+      pending.channels.push(channel);
+      return;
+    }
+    this.pendingAborts.set(session, { channels: [channel], code, message });
+    setTimeout(() => {
+      const batch = this.pendingAborts.get(session);
+      this.pendingAborts.delete(session);
+      if (!batch) return;
+      this.peerClient.abort(session, batch.channels, batch.code, batch.message).then(
+        (n) => log.debug({ event: 'abort-announced', channels: batch.channels, ended: n }, `told the peer to end ${n} channel(s) (${batch.code})`),
+        (e: unknown) => log.warn({ event: 'abort-announce-failed', channels: batch.channels }, `could not tell the peer that the session ended (${batch.code}): ${messageOf(e)}; it will notice by reset or stall`),
+      );
+    }, ABORT_BATCH_MS).unref();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new VmgateError('handshake-timeout', `no answer within ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
 }

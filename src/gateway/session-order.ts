@@ -17,7 +17,8 @@ export class SessionOrder {
    * Resolves when it is `channel`'s turn to connect in `session` (keyed by the
    * peer that owns it, so one peer cannot touch another's sessions). The
    * caller must then call `release` once its connect attempt is over,
-   * whether it succeeded or not, and `closed` when the channel ends.
+   * whether it succeeded or not, and `closed` when the channel ends. When
+   * `turn` rejects, it has already forgotten the channel.
    */
   async turn(owner: string, session: string, channel: number): Promise<void> {
     const key = `${owner}/${session}`;
@@ -34,6 +35,7 @@ export class SessionOrder {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         state.waiters.delete(channel);
+        this.closed(owner, session);
         reject(new VmgateError('channel-order', `channel ${channel} of session ${session} waited ${this.timeoutMs} ms for channel ${state.next} to connect first`));
       }, this.timeoutMs);
       state.waiters.set(channel, () => {

@@ -71,6 +71,11 @@ export class Relay {
     peer.resume();
   }
 
+  /** True once either direction has ended normally. */
+  get closing(): boolean {
+    return this.endedDirections > 0;
+  }
+
   /** Ends the channel now, both legs, with the given cause. Idempotent. */
   abort(cause: ErrorCode, message: string): void {
     if (this.finished) return;

@@ -1,0 +1,37 @@
+import { createConnection } from 'node:net';
+import { VmgateError, isErrorCode, messageOf, systemCode } from '../errors.js';
+import type { AdminRequest } from './admin-protocol.js';
+
+/** Sends one request to a gateway's control socket; throws the gateway's coded error. */
+export function adminRequest(path: string, req: AdminRequest, timeoutMs = 5_000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection({ path });
+    let buf = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new VmgateError('internal', `no answer from the control socket ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('connect', () => s.write(`${JSON.stringify(req)}\n`));
+    s.on('data', (d: Buffer) => (buf += d.toString('utf8')));
+    s.on('end', () => {
+      clearTimeout(timer);
+      let r: Record<string, unknown>;
+      try {
+        r = JSON.parse(buf) as Record<string, unknown>;
+      } catch {
+        reject(new VmgateError('frame-malformed', `the control socket ${path} answered something that is not JSON`));
+        return;
+      }
+      if (r['ok'] === true) resolve(r);
+      else reject(new VmgateError(isErrorCode(r['code']) ? r['code'] : 'internal', String(r['message'] ?? 'request failed')));
+    });
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      const code = systemCode(e);
+      const hint = code === 'ENOENT' || code === 'ECONNREFUSED'
+        ? ' (is the gateway running, and is control.socket set in its config?)'
+        : code === 'EACCES' ? ' (run as root or as a member of the control.group)' : '';
+      reject(new VmgateError('config-unreadable', `cannot reach the control socket ${path}: ${messageOf(e)}${hint}`, { cause: e }));
+    });
+  });
+}

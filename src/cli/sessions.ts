@@ -1,0 +1,84 @@
+import { adminRequest } from '../admin/admin-client.js';
+import type { SessionView } from '../admin/session-view.js';
+import { loadConfig } from '../config/load.js';
+import { VmgateError } from '../errors.js';
+
+/** `vmgate sessions|cancel|status`: clients of a running gateway's control socket. */
+
+export const DEFAULT_CONTROL_SOCKET = '/run/vmgate/control.sock';
+
+export async function controlSocketPath(o: { socket?: string; config?: string }): Promise<string> {
+  if (o.socket) return o.socket;
+  if (o.config) {
+    const c = await loadConfig(o.config);
+    if (!c.control) throw new VmgateError('config-invalid', `${c.file} has no control.socket: the gateway has no control endpoint`);
+    return c.control.socket;
+  }
+  return DEFAULT_CONTROL_SOCKET;
+}
+
+export async function fetchSessions(socket: string): Promise<SessionView[]> {
+  return (await adminRequest(socket, { op: 'sessions' }))['sessions'] as SessionView[];
+}
+
+export function sessionsTable(sessions: SessionView[], rates?: Map<string, number>): string {
+  if (sessions.length === 0) return 'no migration in progress';
+  const rows = [['SESSION', 'ROLE', 'ROUTE/TARGET', 'PEER', 'CH', 'SENT', 'RECEIVED', 'RATE', 'AGE']];
+  for (const s of sessions) {
+    const rate = rates?.get(s.session) ?? (Math.max(s.bytesIn, s.bytesOut) / Math.max(1, s.ageMs)) * 1000;
+    rows.push([s.session, s.role, s.target, s.peer, String(s.channels.length), size(s.bytesOut), size(s.bytesIn), `${size(rate)}/s`, `${Math.round(s.ageMs / 1000)}s`]);
+  }
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+/** Polls every second and redraws: per session a bar of the current rate against the session's peak. */
+export async function watchSessions(socket: string, write: (s: string) => void, signal: AbortSignal): Promise<void> {
+  const last = new Map<string, { bytes: number; at: number }>();
+  const peak = new Map<string, number>();
+  while (!signal.aborted) {
+    const sessions = await fetchSessions(socket);
+    const now = Date.now();
+    const rates = new Map<string, number>();
+    for (const s of sessions) {
+      const bytes = Math.max(s.bytesIn, s.bytesOut);
+      const prev = last.get(s.session);
+      const rate = prev ? ((bytes - prev.bytes) / Math.max(1, now - prev.at)) * 1000 : 0;
+      last.set(s.session, { bytes, at: now });
+      rates.set(s.session, rate);
+      peak.set(s.session, Math.max(peak.get(s.session) ?? 0, rate));
+    }
+    const bars = sessions.map((s) => {
+      const r = rates.get(s.session) ?? 0;
+      const p = peak.get(s.session) ?? 0;
+      const filled = p > 0 ? Math.round((r / p) * 30) : 0;
+      return `${s.session.slice(0, 8)} [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${size(r)}/s, ${size(Math.max(s.bytesIn, s.bytesOut))} moved`;
+    });
+    write(`\x1b[2J\x1b[H${new Date().toISOString()}  (Ctrl-C to stop)\n\n${sessionsTable(sessions, rates)}\n\n${bars.join('\n')}\n`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+export async function cancelSession(socket: string, session: string, channel?: number): Promise<string> {
+  const r = await adminRequest(socket, channel === undefined ? { op: 'cancel', session } : { op: 'cancel', session, channel });
+  return `cancelled ${String(r['cancelled'])} channel(s) of session ${session}; QEMU on both sides sees the migration fail now`;
+}
+
+export async function statusText(socket: string): Promise<string> {
+  const r = await adminRequest(socket, { op: 'status' });
+  const id = r['identity'] as { subject: string; validTo: string };
+  return [
+    `gateway ${String(r['name'])}: up ${String(r['uptimeS'])} s`,
+    `  server: ${String(r['server'] ?? 'none')}; targets: ${(r['targets'] as string[]).join(', ') || 'none'}`,
+    `  routes: ${(r['routes'] as Array<{ name: string; listen: string }>).map((x) => `${x.name} (${x.listen})`).join(', ') || 'none'}`,
+    `  ${String(r['sessions'])} session(s), ${String(r['channels'])} channel(s) open`,
+    `  identity: ${id.subject}, valid until ${id.validTo}`,
+  ].join('\n');
+}
+
+function size(bytes: number): string {
+  if (bytes >= 1 << 30) return `${(bytes / (1 << 30)).toFixed(2)} GiB`;
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} KiB`;
+  return `${Math.round(bytes)} B`;
+}

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, stat } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { adminRequest } from '../../src/admin/admin-client.js';
+import type { SessionView } from '../../src/admin/session-view.js';
+import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
+import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
+import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
+import { makeTestPki, type TestPki } from '../helpers/pki.js';
+
+let dir: string;
+let pki: TestPki;
+let n = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vmgate-control-'));
+  pki = await makeTestPki(join(dir, 'pki'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A target that accepts and then never reads: the destination QEMU stopped (SIGSTOP). */
+async function stuckTarget(): Promise<{ port: number; sockets: Socket[]; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (s) => {
+    s.on('error', () => undefined);
+    sockets.push(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    sockets,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+async function pair(targetPort: number, channel: Record<string, unknown> = {}): Promise<{ p: LocalPair; logs: CapturedLogs; sockA: string; sockB: string }> {
+  const caseDir = join(dir, `case-${n++}`);
+  const sockA = join(caseDir, 'a.sock');
+  const sockB = join(caseDir, 'b.sock');
+  const logs = captureLogs('info');
+  const p = await startLocalPair({
+    dir: caseDir, targetConnect: `tcp:127.0.0.1:${targetPort}`, log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB,
+    tweakA: (c) => Object.assign(c, { control: { socket: sockA }, channel }),
+    tweakB: (c) => Object.assign(c, { control: { socket: sockB }, channel }),
+  });
+  return { p, logs, sockA, sockB };
+}
+
+/** Writes until the path is full, then keeps the writer blocked; resolves with how the socket ended. */
+function blockedWriter(s: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    const chunk = Buffer.alloc(1 << 20, 1);
+    const pump = (): void => {
+      while (s.write(chunk)) { /* fill every buffer on the way */ }
+    };
+    s.on('drain', pump);
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    s.on('end', () => resolve('end'));
+    s.resume();
+    pump();
+  });
+}
+
+test('control-socket-is-private: mode 0600 without a group', async () => {
+  const target = await stuckTarget();
+  const { p, sockA } = await pair(target.port);
+  try {
+    assert.equal((await stat(sockA)).mode & 0o777, 0o600);
+  } finally {
+    await p.stop(0);
+    await target.close();
+  }
+});
+
+test('cancel-while-destination-stuck: both legs end at once on both gateways', async () => {
+  const target = await stuckTarget();
+  const { p, logs, sockA } = await pair(target.port);
+  try {
+    const client = await connectLoopback(p.routeAddress.port);
+    const ended = blockedWriter(client);
+    await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
+    await new Promise((r) => setTimeout(r, 500)); // let every buffer fill: the source is now blocked
+    const sessions = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+    assert.equal(sessions.length, 1);
+    const s = sessions[0] as SessionView;
+    assert.ok(s.bytesOut > 0, 'the listing shows bytes moved');
+    const t0 = Date.now();
+    const r = await adminRequest(sockA, { op: 'cancel', session: s.session });
+    assert.equal(r['cancelled'], 1);
+    assert.equal(await ended, 'ECONNRESET', 'the source QEMU sees a failure, not a clean end');
+    assert.ok(Date.now() - t0 < 2000, 'cancel takes effect at once');
+    const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
+    const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
+    assert.equal(a['cause'], 'cancelled');
+    assert.equal(b['cause'], 'cancelled', 'the destination ends its legs too, though its reading was paused');
+    assert.match(String(b['msg']), /source gateway: cancelled by an operator/);
+    assert.ok((a['bytesOut'] as number) > 0);
+    const destinationLeg = target.sockets[0];
+    assert.ok(destinationLeg);
+    assert.equal(p.b.channels.size, 0);
+    // A stopped QEMU only notices when it runs again: then it sees the reset.
+    destinationLeg.resume();
+    destinationLeg.on('error', () => undefined);
+    await waitUntil(() => destinationLeg.destroyed || destinationLeg.readableEnded, 'the destination QEMU leg is torn down');
+  } finally {
+    await p.stop(0);
+    await target.close();
+  }
+});
+
+test('cancel-unknown-session: coded error, nothing else touched', async () => {
+  const sink = await startSink(0);
+  const { p, sockA } = await pair(sink.port);
+  try {
+    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: 'f'.repeat(32) }), (e: unknown) => (e as { code?: string }).code === 'target-unknown');
+    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: '../../etc' } as never), (e: unknown) => (e as { code?: string }).code === 'frame-malformed');
+  } finally {
+    await p.stop(0);
+    await sink.close();
+  }
+});
+
+test('stalled-session: a destination that stops reading ends the channel with cause stalled on both gateways', async () => {
+  const target = await stuckTarget();
+  const { p, logs } = await pair(target.port, { stallTimeoutMs: 800 });
+  try {
+    const client = await connectLoopback(p.routeAddress.port);
+    const ended = blockedWriter(client);
+    assert.equal(await ended, 'ECONNRESET');
+    const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
+    const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
+    assert.equal(a['cause'], 'stalled');
+    assert.equal(b['cause'], 'stalled');
+    assert.ok((a['bytesOut'] as number) > 0, 'byte counts at the moment of the stall are logged');
+  } finally {
+    await p.stop(0);
+    await target.close();
+  }
+});
+
+test('destination-cause-reaches-the-source: a target that dies mid-stream is explained in the source log', async () => {
+  const target = await stuckTarget();
+  const { p, logs } = await pair(target.port);
+  try {
+    const client = await connectLoopback(p.routeAddress.port);
+    const ended = blockedWriter(client);
+    await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
+    await new Promise((r) => setTimeout(r, 300));
+    target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes
+    assert.equal(await ended, 'ECONNRESET');
+    const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
+    const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
+    assert.equal(b['cause'], 'target-closed');
+    assert.equal(a['cause'], 'target-closed', 'the source gateway logs the destination\'s cause');
+    assert.match(String(a['msg']), new RegExp(`destination: target tcp:127\\.0\\.0\\.1:${target.port}`));
+  } finally {
+    await p.stop(0);
+    await target.close();
+  }
+});
+
+test('reload-broken-cert: the gateway keeps its identity, says why, and new channels still work', async () => {
+  const sink = await startSink(0);
+  const { p, logs } = await pair(sink.port);
+  try {
+    // Break host-b's certificate on disk (a copy: the fixture dir is shared).
+    const broken = join(dir, `broken-${n}.pem`);
+    await writeFile(broken, '-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n');
+    const cfg = p.b.config.file;
+    const { readFile } = await import('node:fs/promises');
+    const text = await readFile(cfg, 'utf8');
+    await writeFile(cfg, text.replace(/tls:\n  dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
+    const err = await p.b.reload();
+    assert.equal(err?.code, 'identity-invalid');
+    assert.match(err?.message ?? '', new RegExp(broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
+    await logs.waitFor({ gateway: 'host-b', event: 'reload-failed', cause: 'identity-invalid' });
+    const client = await connectLoopback(p.routeAddress.port);
+    const [mine, theirs] = await Promise.all([exchange(client, 1 << 20), sink.next()]);
+    assert.equal(theirs.received, mine.sent);
+  } finally {
+    await p.stop(0);
+    await sink.close();
+  }
+});
+
+async function waitUntil(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
