@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { onProcessExit } from '../helpers/netns.js';
+import { requireTool } from '../helpers/require-tool.js';
 import { GUEST_LOAD_ADDR, QEMU_BINARY, QemuVm, configureMigration, migrateAndWait, randomGuestImage, type RandomImage } from '../helpers/qemu.js';
 
 const GUEST_MIB = 128;
@@ -25,7 +26,6 @@ const IMAGE_MIB = 16;
 const TIMEOUT_MS = 60_000;
 const plan = { mode: 'precopy' } as const;
 const cliJs = fileURLToPath(new URL('../../certs/pki.js', import.meta.url));
-const noQemu = spawnSync(QEMU_BINARY, ['--version']).error !== undefined ? `${QEMU_BINARY} is not installed` : false;
 
 /** Runs the built vmgate-pki; fails the test with its stderr if it fails. */
 function pki(...args: string[]): string {
@@ -37,7 +37,7 @@ function pki(...args: string[]): string {
 /** QEMU option values escape commas by doubling them. */
 const qemuValue = (s: string): string => s.replace(/,/g, ',,');
 
-describe('QEMU native TLS migration with vmgate-pki directories', { skip: noQemu, timeout: 3 * 60_000 }, () => {
+describe('QEMU native TLS migration with vmgate-pki directories', { timeout: 3 * 60_000 }, () => {
   let dir = '';
   let image: RandomImage;
   let forgetDir = (): void => {};
@@ -47,6 +47,7 @@ describe('QEMU native TLS migration with vmgate-pki directories', { skip: noQemu
   const dstDir = (): string => join(dir, 'host-dst');
 
   before(async () => {
+    requireTool(QEMU_BINARY, 'qemu-system-x86');
     dir = await mkdtemp(join(tmpdir(), 'vmg-e2e-qemu-tls-'));
     forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
     image = await randomGuestImage(dir, IMAGE_MIB);

@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCa, issueCertificate } from '../../src/pki/index.js';
+import { requireTool } from '../helpers/require-tool.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 
 // Third parties judge the PKI: OpenSSL's and GnuTLS's own command-line
@@ -15,12 +16,11 @@ function run(cmd: string, args: string[]): { status: number | null; output: stri
   if (r.error !== undefined) throw r.error;
   return { status: r.status, output: `${r.stdout}${r.stderr}` };
 }
-const have = (cmd: string): boolean => spawnSync(cmd, ['--version'], { encoding: 'utf8' }).error === undefined;
-const noOpenssl = have('openssl') ? false : 'openssl is not installed';
-const noCerttool = have('certtool') ? false : 'certtool (gnutls-bin) is not installed';
 
 let pki: TestPki;
 before(async () => {
+  requireTool('openssl', 'openssl');
+  requireTool('certtool', 'gnutls-bin');
   pki = await makeTestPki(await mkdtemp(join(tmpdir(), 'vmgate-pki-3p-')));
 });
 after(async () => {
@@ -31,19 +31,19 @@ function opensslVerify(dir: string, extra: string[] = []): { status: number | nu
   return run('openssl', ['verify', '-CAfile', join(dir, 'ca-cert.pem'), '-crl_check', '-CRLfile', join(dir, 'ca-crl.pem'), ...extra, join(dir, 'server-cert.pem')]);
 }
 
-test('openssl-verify-accepts-fresh: a fresh host certificate verifies with -crl_check', { skip: noOpenssl }, () => {
+test('openssl-verify-accepts-fresh: a fresh host certificate verifies with -crl_check', () => {
   const r = opensslVerify(pki.hostA);
   assert.equal(r.status, 0, r.output);
   assert.match(r.output, /server-cert\.pem: OK/);
 });
 
-test('openssl-verify-rejects-revoked: the revoked certificate fails with "certificate revoked"', { skip: noOpenssl }, () => {
+test('openssl-verify-rejects-revoked: the revoked certificate fails with "certificate revoked"', () => {
   const r = opensslVerify(pki.revoked);
   assert.notEqual(r.status, 0, r.output);
   assert.match(r.output, /certificate revoked/);
 });
 
-test('openssl-verify-purpose: host certificates pass sslserver and sslclient; server-only fails sslclient', { skip: noOpenssl }, () => {
+test('openssl-verify-purpose: host certificates pass sslserver and sslclient; server-only fails sslclient', () => {
   assert.equal(opensslVerify(pki.hostA, ['-purpose', 'sslserver']).status, 0);
   assert.equal(opensslVerify(pki.hostA, ['-purpose', 'sslclient']).status, 0);
   assert.equal(opensslVerify(pki.serverOnly, ['-purpose', 'sslserver']).status, 0);
@@ -52,13 +52,13 @@ test('openssl-verify-purpose: host certificates pass sslserver and sslclient; se
   assert.match(r.output, /unsuitable certificate purpose/);
 });
 
-test('openssl-crl-fields: the CRL carries number, authority key id and the revocation reason', { skip: noOpenssl }, () => {
+test('openssl-crl-fields: the CRL carries number, authority key id and the revocation reason', () => {
   const r = run('openssl', ['crl', '-in', join(pki.hostA, 'ca-crl.pem'), '-noout', '-text']);
   assert.equal(r.status, 0, r.output);
   for (const want of [/Version 2/, /sha256WithRSAEncryption/, /X509v3 CRL Number:\s*\n\s*2\b/, /X509v3 Authority Key Identifier/, /Next Update:/, /Key Compromise/]) assert.match(r.output, want);
 });
 
-test('openssl-reads-encrypted-ca-key: an encrypted CA key opens with its passphrase, not without', { skip: noOpenssl }, async () => {
+test('openssl-reads-encrypted-ca-key: an encrypted CA key opens with its passphrase, not without', async () => {
   const dir = join(pki.root, 'enc-ca');
   await createCa({ dir, commonName: 'enc CA', passphrase: 'pass phrase', keyBits: 2048, allowWeakKeyForTests: true });
   const passFile = join(pki.root, 'pass.txt');
@@ -67,7 +67,7 @@ test('openssl-reads-encrypted-ca-key: an encrypted CA key opens with its passphr
   assert.notEqual(run('openssl', ['pkey', '-in', join(dir, 'ca-key.pem'), '-passin', 'pass:wrong', '-noout']).status, 0);
 });
 
-test('certtool-verify-chain-accepts: GnuTLS accepts the leaf + CA chain', { skip: noCerttool }, async () => {
+test('certtool-verify-chain-accepts: GnuTLS accepts the leaf + CA chain', async () => {
   const chain = join(pki.root, 'chain.pem');
   await writeFile(chain, (await readFile(join(pki.hostA, 'server-cert.pem'), 'utf8')) + (await readFile(join(pki.hostA, 'ca-cert.pem'), 'utf8')));
   const r = run('certtool', ['--verify-chain', '--infile', chain]);
@@ -75,7 +75,7 @@ test('certtool-verify-chain-accepts: GnuTLS accepts the leaf + CA chain', { skip
   assert.match(r.output, /Chain verification output: Verified/);
 });
 
-test('certtool-verify-rejects-revoked: GnuTLS with the CRL rejects the revoked certificate', { skip: noCerttool }, () => {
+test('certtool-verify-rejects-revoked: GnuTLS with the CRL rejects the revoked certificate', () => {
   const args = (dir: string): string[] => ['--verify', '--load-ca-certificate', join(dir, 'ca-cert.pem'), '--load-crl', join(dir, 'ca-crl.pem'), '--infile', join(dir, 'server-cert.pem')];
   const good = run('certtool', args(pki.hostA));
   assert.equal(good.status, 0, good.output);
@@ -84,7 +84,7 @@ test('certtool-verify-rejects-revoked: GnuTLS with the CRL rejects the revoked c
   assert.match(bad.output, /revoked/);
 });
 
-test('certtool-ipv6-san: GnuTLS reads DNS and IPv6 SANs as written', { skip: noCerttool }, async () => {
+test('certtool-ipv6-san: GnuTLS reads DNS and IPv6 SANs as written', async () => {
   const out = join(pki.root, 'v6');
   await issueCertificate({ caDir: pki.caDir, outDir: out, commonName: 'host-6', dns: ['host-6.example'], ips: ['2001:db8::6'], keyBits: 2048, allowWeakKeyForTests: true });
   const r = run('certtool', ['--certificate-info', '--infile', join(out, 'server-cert.pem')]);

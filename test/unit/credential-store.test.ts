@@ -5,7 +5,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CredentialStore } from '../../src/auth/credential-store.js';
-import { isVmgateError } from '../../src/errors.js';
+import { code } from '../helpers/assert-code.js';
 
 let dir = '';
 before(async () => {
@@ -29,14 +29,6 @@ function cheapRecord(password: string, salt = Buffer.alloc(16, 1)): Record<strin
   return { salt: salt.toString('base64'), hash: hash.toString('base64'), N: 16, r: 8, p: 1 };
 }
 
-function code(expected: string, ...mentions: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(isVmgateError(e), `expected VmgateError, got ${String(e)}`);
-    assert.equal(e.code, expected, e.message);
-    for (const m of mentions) assert.ok(e.message.includes(m), `"${e.message}" does not mention ${m}`);
-    return true;
-  };
-}
 
 test('set-verify-save-load-remove-round-trip', async () => {
   const store = CredentialStore.empty();

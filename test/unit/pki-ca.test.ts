@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import forge from 'node-forge';
-import { isVmgateError } from '../../src/errors.js';
 import { createCa, issueCertificate, listIssued, inspectCertificate } from '../../src/pki/index.js';
 import { generateRsaKeyPair } from '../../src/pki/keys.js';
+import { code } from '../helpers/assert-code.js';
 
 const weak = { keyBits: 2048, allowWeakKeyForTests: true } as const;
 let root = '';
@@ -17,14 +17,6 @@ let caDir = '';
 let n = 0;
 const fresh = (name: string): string => join(root, `${name}-${n++}`);
 
-function code(expected: string, ...mentions: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(isVmgateError(e), `expected VmgateError, got ${String(e)}`);
-    assert.equal(e.code, expected, e.message);
-    for (const m of mentions) assert.ok(e.message.includes(m), `"${e.message}" does not mention ${m}`);
-    return true;
-  };
-}
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'vmgate-pki-ca-'));

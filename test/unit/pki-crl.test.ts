@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { isVmgateError } from '../../src/errors.js';
 import { createCa, generateCrl, issueCertificate, listIssued, parseCrlPem, publishCrl, revokeCertificate, summarizeCrl } from '../../src/pki/index.js';
+import { code } from '../helpers/assert-code.js';
 
 const weak = { keyBits: 2048, allowWeakKeyForTests: true } as const;
 const DAY = 86_400_000;
@@ -15,14 +15,6 @@ let caDir = '';
 let n = 0;
 const fresh = (name: string): string => join(root, `${name}-${n++}`);
 
-function code(expected: string, ...mentions: string[]): (e: unknown) => boolean {
-  return (e: unknown) => {
-    assert.ok(isVmgateError(e), `expected VmgateError, got ${String(e)}`);
-    assert.equal(e.code, expected, e.message);
-    for (const m of mentions) assert.ok(e.message.includes(m), `"${e.message}" does not mention ${m}`);
-    return true;
-  };
-}
 async function caCrl(dir = caDir): Promise<x509.X509Crl> {
   return parseCrlPem(await readFile(join(dir, 'ca-crl.pem'), 'utf8'), 'ca-crl.pem');
 }

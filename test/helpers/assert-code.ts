@@ -1,0 +1,12 @@
+import assert from 'node:assert/strict';
+import { isVmgateError } from '../../src/errors.js';
+
+/** An `assert.throws`/`rejects` matcher: a VmgateError with `expected` code whose message mentions each of `mentions`. */
+export function code(expected: string, ...mentions: string[]): (e: unknown) => boolean {
+  return (e: unknown) => {
+    assert.ok(isVmgateError(e), `expected VmgateError, got ${String(e)}`);
+    assert.equal(e.code, expected, e.message);
+    for (const m of mentions) assert.ok(e.message.includes(m), `"${e.message}" does not mention ${m}`);
+    return true;
+  };
+}
