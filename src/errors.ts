@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   'config-invalid': 'the configuration file is invalid',
   'config-unreadable': 'a configuration or secret file could not be read',
   'file-insecure': 'a secret file is readable by group or others',
+  'file-outside-dir': 'a key, certificate or secret file is a symlink leading out of its directory',
   'identity-invalid': 'the gateway certificate, key or CA is unusable',
   'credentials-invalid': 'the SASL credential store is invalid',
   // connection set-up (source side mostly)

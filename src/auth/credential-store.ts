@@ -18,10 +18,12 @@
  * under 64 MiB of memory.
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { messageOf, systemCode, VmgateError } from '../errors.js';
+import { resolveInsideDir } from '../util/secret-file.js';
 import { MAX_PASSWORD_BYTES, MAX_USER_BYTES, saslprep } from './sasl-plain.js';
 
 export const SALT_BYTES = 16;
@@ -127,13 +129,15 @@ export class CredentialStore {
 
   /**
    * Reads and validates a store. `config-unreadable` if the file cannot be
-   * read, `file-insecure` if group or others have any access, and
+   * read, `file-outside-dir` if it is a symlink leading out of its
+   * directory, `file-insecure` if group or others have any access, and
    * `credentials-invalid` naming the file and the offending key otherwise.
    */
   static async load(path: string): Promise<CredentialStore> {
     let text: string;
+    const real = await resolveInsideDir(path, 'credential store');
     try {
-      const fh = await open(path, 'r');
+      const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
       try {
         // Mode and content come from the same open file: no window to swap it.
         const st = await fh.stat();

@@ -1,31 +1,78 @@
-import { readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { VmgateError, messageOf } from '../errors.js';
 
 /**
- * Reads a file that holds a secret (private key, password, credential store)
- * and refuses it when group or others can read it: a key that other local
- * users can read is already compromised, and starting anyway would hide that.
+ * The files the gateway trusts (private keys, certificates, the CA, the CRL,
+ * password files, the credential store) are read only from the directory
+ * that names them. A symlink is followed only while it stays inside that
+ * directory (`server-key.pem -> server-key-2026.pem` for a rotation is fine;
+ * `server-key.pem -> /home/someone/key.pem` is refused): whoever can plant a
+ * link there must not be able to make the daemon read, or trust, a file from
+ * anywhere else. The directory itself may be a symlink (`/etc/vmgate/pki ->
+ * pki-2026`): the rule applies to where it leads.
+ *
+ * Returns the file's real path, which callers open (with O_NOFOLLOW) instead
+ * of the link, so the link cannot be swapped between this check and the read.
  */
-export async function readSecretFile(path: string, what: string): Promise<Buffer> {
-  let mode: number;
+export async function resolveInsideDir(path: string, what: string): Promise<string> {
+  const dir = dirname(resolve(path));
+  let realDir: string;
+  let realFile: string;
   try {
-    mode = (await stat(path)).mode;
+    realDir = await realpath(dir);
+    realFile = await realpath(path);
   } catch (e: unknown) {
     throw new VmgateError('config-unreadable', `cannot read ${what} ${path}: ${messageOf(e)}`, { cause: e });
   }
-  if ((mode & 0o077) !== 0) {
+  const rel = relative(realDir, realFile);
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
     throw new VmgateError(
-      'file-insecure',
-      `${what} ${path} is readable by group or others (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${path}`,
+      'file-outside-dir',
+      `${what} ${path} is a symlink to ${realFile}, outside its directory ${realDir}; the gateway never follows a link out of the directory that names a key or secret file. ` +
+        `Move the file into ${realDir}, or name ${realFile} in the config`,
     );
   }
-  return readPublicFile(path, what);
+  return realFile;
 }
 
+/**
+ * Reads a file that holds a secret (private key, password) and refuses it
+ * when group or others can read it: a key that other local users can read is
+ * already compromised, and starting anyway would hide that. Mode and content
+ * come from the same open file.
+ */
+export async function readSecretFile(path: string, what: string): Promise<Buffer> {
+  return readInsideDir(path, what, (mode) => {
+    if ((mode & 0o077) === 0) return undefined;
+    return new VmgateError(
+      'file-insecure',
+      `${what} ${path} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${path}`,
+    );
+  });
+}
+
+/** Reads a file that is not secret (certificate, CA, CRL) under the same directory rule. */
 export async function readPublicFile(path: string, what: string): Promise<Buffer> {
+  return readInsideDir(path, what, () => undefined);
+}
+
+async function readInsideDir(path: string, what: string, checkMode: (mode: number) => VmgateError | undefined): Promise<Buffer> {
+  const real = await resolveInsideDir(path, what);
   try {
-    return await readFile(path);
+    const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new VmgateError('config-unreadable', `${what} ${path} is not a regular file`);
+      const refused = checkMode(st.mode);
+      if (refused) throw refused;
+      return await fh.readFile();
+    } finally {
+      await fh.close();
+    }
   } catch (e: unknown) {
+    if (e instanceof VmgateError) throw e;
     throw new VmgateError('config-unreadable', `cannot read ${what} ${path}: ${messageOf(e)}`, { cause: e });
   }
 }
