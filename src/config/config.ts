@@ -41,6 +41,8 @@ export interface ServerConfig {
   targets: Map<string, TargetConfig>;
   handshakeTimeoutMs: number;
   maxHandshakes: number;
+  /** Of maxHandshakes, how many one remote address may hold, so one flooding host cannot starve the others. */
+  maxHandshakesPerAddress: number;
   maxChannels: number;
   channelOrderTimeoutMs: number;
 }

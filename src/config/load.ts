@@ -139,6 +139,7 @@ function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) =
     targets,
     handshakeTimeoutMs: raw.handshakeTimeoutMs,
     maxHandshakes: raw.maxHandshakes,
+    maxHandshakesPerAddress: raw.maxHandshakesPerAddress,
     maxChannels: raw.maxChannels,
     channelOrderTimeoutMs: raw.channelOrderTimeoutMs,
   };

@@ -8,6 +8,7 @@ import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { ControlChannel, PeerError } from '../control/control-channel.js';
 import { MessageType, type AbortMessage, type OpenMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf } from '../errors.js';
+import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
@@ -17,6 +18,7 @@ import { authorizeOpen } from './authorize.js';
 import { logChannelEnd } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
 import { EndRecords } from './end-records.js';
+import { HandshakeSlots } from './handshake-slots.js';
 import { connectLocal } from './local-socket.js';
 import { PROTOCOL_VERSION } from './peer-client.js';
 import { SessionOrder } from './session-order.js';
@@ -61,10 +63,13 @@ export class InboundServer {
   private readonly ends = new EndRecords();
   /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
-  private handshakes = 0;
+  private readonly slots: HandshakeSlots;
+  private readonly throttle: LogThrottle;
 
   constructor(private readonly deps: InboundDeps) {
     this.order = new SessionOrder(deps.config.channelOrderTimeoutMs);
+    this.throttle = new LogThrottle(deps.log);
+    this.slots = new HandshakeSlots(deps.config.maxHandshakes, deps.config.maxHandshakesPerAddress);
     this.server = createServer({
       ...serverContextOptions(deps.identity()),
       requestCert: true,
@@ -107,17 +112,22 @@ export class InboundServer {
   }
 
   private onConnection(raw: Socket): void {
-    if (this.handshakes >= this.deps.config.maxHandshakes) {
-      this.deps.log.warn({ event: 'channel-refused', cause: 'busy', remote: raw.remoteAddress }, `refused a connection: ${this.handshakes} handshakes already in progress (server.maxHandshakes)`);
+    const address = raw.remoteAddress ?? '?';
+    const refused = this.slots.take(address);
+    if (refused !== undefined) {
+      const { maxHandshakes, maxHandshakesPerAddress } = this.deps.config;
+      const why = refused === 'total'
+        ? `${maxHandshakes} handshakes already in progress (server.maxHandshakes)`
+        : `${maxHandshakesPerAddress} handshakes from ${address} already in progress (server.maxHandshakesPerAddress)`;
+      this.throttle.warn(`busy-${refused}`, { event: 'channel-refused', cause: 'busy', cap: refused, remote: address }, `refused a connection from ${address}: ${why}; a flood, or raise the cap if this is a real peer`);
       raw.destroy();
       return;
     }
-    this.handshakes += 1;
     const key = remoteKey(raw);
     this.raws.set(key, raw);
     let counted = true;
     const done = (): void => {
-      if (counted) this.handshakes -= 1;
+      if (counted) this.slots.release(address);
       counted = false;
     };
     raw.once('close', () => {
@@ -129,7 +139,7 @@ export class InboundServer {
 
   private onTlsError(e: Error, s: TLSSocket): void {
     const err = classifyPeerError(e);
-    this.deps.log.warn({ event: 'channel-refused', cause: err.code, remote: s.remoteAddress }, `TLS handshake with ${s.remoteAddress ?? 'a client'} failed: ${err.message}`);
+    this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote: s.remoteAddress }, `TLS handshake with ${s.remoteAddress ?? 'a client'} failed: ${err.message}`);
   }
 
   private async onSecure(s: TLSSocket): Promise<void> {
