@@ -9,6 +9,8 @@ export interface Config {
   routes: RouteConfig[];
   channel: { closeGraceMs: number; stallTimeoutMs: number; shutdownGraceMs: number };
   control: { socket: string; group: string | number | undefined } | undefined;
+  /** Prometheus metrics and health endpoints; undefined when off. */
+  metrics: { listen: HostPort } | undefined;
   log: { level: string };
 }
 

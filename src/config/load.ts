@@ -81,6 +81,7 @@ function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config
     routes: Object.entries(raw.routes).map(([name, r]) => resolveRoute(name, r, abs, base, problems)),
     channel: raw.channel,
     control: raw.control ? { socket: abs(raw.control.socket), group: raw.control.group } : undefined,
+    metrics: raw.metrics ? resolveMetrics(raw.metrics, problems) : undefined,
     log: raw.log,
   };
 }
@@ -143,6 +144,22 @@ function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) =
     maxChannels: raw.maxChannels,
     channelOrderTimeoutMs: raw.channelOrderTimeoutMs,
   };
+}
+
+function resolveMetrics(raw: NonNullable<RawConfig['metrics']>, problems: string[]): NonNullable<Config['metrics']> {
+  const listen = parseHostPort(raw.listen, true);
+  if (typeof listen === 'string') {
+    problems.push(`metrics.listen: got ${JSON.stringify(raw.listen)}; ${listen}`);
+    return { listen: { host: '', port: 0 } };
+  }
+  if (!isLoopback(listen.host) && !raw.unsafeAllowNonLoopback) {
+    problems.push(
+      `metrics.listen: got ${JSON.stringify(raw.listen)}; expected a loopback address (127.0.0.1, ::1) — the endpoints are plain HTTP ` +
+        'without authentication and show session, peer and certificate details. Scrape through a local agent or proxy, or set ' +
+        'metrics.unsafeAllowNonLoopback: true only if that network is trusted',
+    );
+  }
+  return { listen };
 }
 
 function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: string) => string, base: string, problems: string[]): RouteConfig {

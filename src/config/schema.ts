@@ -72,6 +72,11 @@ export const configSchema = z.object({
     /** Group (name or number) allowed to use it besides root; socket mode 0660 then, else 0600. */
     group: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
   }).strict().optional(),
+  metrics: z.object({
+    /** Prometheus listener HOST:PORT for /metrics, /healthz and /readyz; loopback unless unsafeAllowNonLoopback. */
+    listen: z.string(),
+    unsafeAllowNonLoopback: z.boolean().default(false),
+  }).strict().optional(),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   }).strict().default({ level: 'info' }),

@@ -94,3 +94,19 @@ test('every-problem-is-listed-at-once', () => {
 test('yaml-syntax-error-is-reported', () => {
   assert.match(problems('tls: [unclosed'), /YAML/);
 });
+
+test('metrics-are-off-unless-configured', () => {
+  assert.equal(parseConfig(valid, FILE).metrics, undefined);
+  assert.deepEqual(parseConfig(`${valid}metrics:\n  listen: 127.0.0.1:9464\n`, FILE).metrics, { listen: { host: '127.0.0.1', port: 9464 } });
+});
+
+test('non-loopback-metrics-listener-needs-the-unsafe-option', () => {
+  const text = `${valid}metrics:\n  listen: 0.0.0.0:9464\n`;
+  assert.match(problems(text), /metrics\.listen: got "0\.0\.0\.0:9464"; expected a loopback address .* metrics\.unsafeAllowNonLoopback: true/);
+  const ok = parseConfig(`${text}  unsafeAllowNonLoopback: true\n`, FILE);
+  assert.deepEqual(ok.metrics, { listen: { host: '0.0.0.0', port: 9464 } });
+});
+
+test('bad-metrics-address-is-explained', () => {
+  assert.match(problems(`${valid}metrics:\n  listen: "9464"\n`), /metrics\.listen: got "9464"; expected HOST:PORT/);
+});
