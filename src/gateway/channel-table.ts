@@ -16,19 +16,33 @@ export interface ChannelEntry {
   startedAt: number;
 }
 
+/** Told of each channel entering and leaving the table (the metrics count sessions and bytes this way). */
+export interface ChannelObserver {
+  added(e: ChannelEntry): void;
+  removed(e: ChannelEntry): void;
+}
+
 /** The channels of this gateway that are in their data phase. */
 export class ChannelTable {
   private readonly entries = new Set<ChannelEntry>();
+  private readonly observers: ChannelObserver[] = [];
   private emptyWaiters: Array<() => void> = [];
+
+  observe(o: ChannelObserver): void {
+    this.observers.push(o);
+  }
 
   add(e: Omit<ChannelEntry, 'startedAt'>): ChannelEntry {
     const entry = { ...e, startedAt: Date.now() };
     this.entries.add(entry);
+    for (const o of this.observers) o.added(entry);
     return entry;
   }
 
+  /** Call once the channel's relay has ended: its counters are final. */
   remove(e: ChannelEntry): void {
-    this.entries.delete(e);
+    if (!this.entries.delete(e)) return;
+    for (const o of this.observers) o.removed(e);
     if (this.entries.size === 0) {
       for (const w of this.emptyWaiters) w();
       this.emptyWaiters = [];

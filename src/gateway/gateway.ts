@@ -6,8 +6,10 @@ import { CredentialStore } from '../auth/credential-store.js';
 import type { Config, TargetConfig } from '../config/config.js';
 import { formatHostPort } from '../config/endpoint.js';
 import { loadConfig } from '../config/load.js';
+import { NO_METRICS } from '../metrics/gateway-metrics.js';
 import { VmgateError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/metrics-endpoint.js';
 import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
 import { groupId } from '../util/group-id.js';
 import { readSecretFile } from '../util/secret-file.js';
@@ -40,6 +42,9 @@ export class Gateway {
   private admin: Server | undefined;
   private stallWatch: StallWatch | undefined;
   private readonly startedAt = Date.now();
+  private metrics: MetricsEndpoint | undefined;
+  /** For /readyz: new channels are taken only while `serving`. */
+  private phase: 'starting' | 'serving' | 'draining' = 'starting';
 
   private constructor(
     readonly config: Config,
@@ -50,8 +55,7 @@ export class Gateway {
   }
 
   static async start(config: Config, log: Logger): Promise<Gateway> {
-    const gw = new Gateway(config, log, await loadReloadable(config));
-    gw.warnExpiry();
+    const gw = await Gateway.load(config, log);
     try {
       await gw.open();
     } catch (e: unknown) {
@@ -61,9 +65,40 @@ export class Gateway {
     return gw;
   }
 
+  /**
+   * Loads and checks every file and starts the metrics listener (whose
+   * /readyz says 503 until `open`), but opens no gateway listener yet.
+   * `start` is load + open; tests use the two steps to see the gap.
+   */
+  static async load(config: Config, log: Logger): Promise<Gateway> {
+    const gw = new Gateway(config, log, await loadReloadable(config));
+    gw.warnExpiry();
+    gw.metrics = await startMetricsEndpoint(config.metrics, {
+      channels: gw.channels,
+      identity: gw.state.identity,
+      notReady: () => gw.notReady(),
+      log: log.child({ role: 'metrics' }),
+    });
+    return gw;
+  }
+
   /** The TLS listener's bound address (useful with port 0). */
   serverAddress(): { host: string; port: number } | undefined {
     return this.server?.address();
+  }
+
+  /** The metrics listener's bound address; undefined when metrics are off. */
+  metricsAddress(): { host: string; port: number } | undefined {
+    return this.metrics?.address();
+  }
+
+  /** Why the gateway does not take new channels now (one line for /readyz), or undefined when it does. */
+  notReady(): string | undefined {
+    if (this.phase === 'starting') return 'starting: the gateway listeners are not open yet';
+    if (this.phase === 'draining') return 'draining: the gateway is shutting down and takes no new channels';
+    const expired = expiringSoon(this.state.identity, 0)[0];
+    if (expired) return `certificate ${expired.file} (${expired.subject}) has expired; renew it and reload (SIGHUP)`;
+    return undefined;
   }
 
   routeAddress(name: string): string | undefined {
@@ -81,6 +116,7 @@ export class Gateway {
       const next = await loadReloadable(await loadConfig(this.config.file), this.config);
       this.state = next;
       this.server?.setIdentity(next.identity);
+      this.metrics?.setIdentity(next.identity);
       this.log.info({ event: 'reloaded', identity: subject(next.identity), validTo: next.identity.server.cert.validTo }, 'reloaded certificates, CRL, credentials and allow-lists');
       this.warnExpiry();
       return undefined;
@@ -96,6 +132,7 @@ export class Gateway {
    * `graceMs`, then ends the rest at once with cause `shutdown`.
    */
   async stop(graceMs = 0): Promise<void> {
+    this.phase = 'draining';
     const closing = [this.server?.close(), ...this.routes.map((r) => r.close())];
     if (graceMs > 0 && this.channels.size > 0) {
       this.log.info({ event: 'draining', channels: this.channels.size, graceMs }, `waiting up to ${graceMs} ms for ${this.channels.size} channel(s) to finish`);
@@ -106,10 +143,14 @@ export class Gateway {
     if (n > 0) this.log.warn({ event: 'shutdown', channels: n }, `ended ${n} channel(s) because the gateway is shutting down`);
     await Promise.all(closing);
     await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
+    // Last, so a scrape during the drain still sees the final counts.
+    await this.metrics?.close();
   }
 
-  private async open(): Promise<void> {
-    const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs };
+  /** Opens the server and route listeners and the control socket; then /readyz says 200. */
+  async open(): Promise<void> {
+    const metrics = this.metrics?.metrics ?? NO_METRICS;
+    const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs, metrics };
     if (this.config.server) {
       this.server = new InboundServer({
         ...common,
@@ -130,6 +171,8 @@ export class Gateway {
       this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
     }
     this.stallWatch = new StallWatch(this.channels, this.config.channel.stallTimeoutMs, this.log);
+    this.phase = 'serving';
+    const metricsAt = this.metrics?.address();
     this.log.info(
       {
         event: 'ready',
@@ -137,6 +180,7 @@ export class Gateway {
         targets: [...this.state.targets.keys()],
         routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
         control: this.config.control?.socket ?? null,
+        metrics: metricsAt ? `http://${formatHostPort(metricsAt)}` : null,
         identity: subject(this.state.identity),
         crl: this.config.tls.crl ?? null,
       },

@@ -10,6 +10,7 @@ import { MessageType, type AbortMessage, type OpenMessage, type ReportMessage } 
 import { VmgateError, messageOf } from '../errors.js';
 import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
 import { peerIdentity, type PeerIdentity } from '../tls/peer-identity.js';
@@ -35,6 +36,7 @@ export interface InboundDeps {
   channels: ChannelTable;
   log: Logger;
   closeGraceMs: number;
+  metrics: GatewayMetrics;
 }
 
 /** An authenticated client connection after SASL: who it is and its control channel. */
@@ -65,6 +67,8 @@ export class InboundServer {
   private readonly raws = new Map<string, Socket>();
   private readonly slots: HandshakeSlots;
   private readonly throttle: LogThrottle;
+  /** When each TCP connection was accepted: the set-up time includes TLS. */
+  private readonly acceptedAt = new WeakMap<Socket, number>();
 
   constructor(private readonly deps: InboundDeps) {
     this.order = new SessionOrder(deps.config.channelOrderTimeoutMs);
@@ -120,9 +124,11 @@ export class InboundServer {
         ? `${maxHandshakes} handshakes already in progress (server.maxHandshakes)`
         : `${maxHandshakesPerAddress} handshakes from ${address} already in progress (server.maxHandshakesPerAddress)`;
       this.throttle.warn(`busy-${refused}`, { event: 'channel-refused', cause: 'busy', cap: refused, remote: address }, `refused a connection from ${address}: ${why}; a flood, or raise the cap if this is a real peer`);
+      this.deps.metrics.handshakeFailed('server', 'busy');
       raw.destroy();
       return;
     }
+    this.acceptedAt.set(raw, Date.now());
     const key = remoteKey(raw);
     this.raws.set(key, raw);
     let counted = true;
@@ -140,6 +146,7 @@ export class InboundServer {
   private onTlsError(e: Error, s: TLSSocket): void {
     const err = classifyPeerError(e);
     this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote: s.remoteAddress }, `TLS handshake with ${s.remoteAddress ?? 'a client'} failed: ${err.message}`);
+    this.deps.metrics.handshakeFailed('server', err.code);
   }
 
   private async onSecure(s: TLSSocket): Promise<void> {
@@ -148,13 +155,16 @@ export class InboundServer {
       s.destroy();
       return;
     }
-    const started = Date.now();
+    const started = this.acceptedAt.get(raw) ?? Date.now();
     const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
     let log = this.deps.log.child({ conn: randomUUID(), remote: `${s.remoteAddress}:${s.remotePort}` });
     let conn: Authenticated | undefined;
+    let timedOut = false;
     const deadline = setTimeout(() => {
       const e = new VmgateError('handshake-timeout', `the control handshake did not finish within ${this.deps.config.handshakeTimeoutMs} ms`);
       log.warn({ event: 'channel-refused', cause: e.code }, e.message);
+      timedOut = true;
+      this.deps.metrics.handshakeFailed('server', e.code);
       ctrl.refuse(e);
       setTimeout(() => s.destroy(), 1000).unref();
     }, this.deps.config.handshakeTimeoutMs);
@@ -184,6 +194,7 @@ export class InboundServer {
       const who = err instanceof PeerError ? 'the client gateway refused: ' : '';
       log = conn?.log ?? log;
       log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel refused (${err.code}): ${who}${err.message}`);
+      if (!timedOut) this.deps.metrics.handshakeFailed('server', err.code); // a timeout was counted when it fired
       if (!(err instanceof PeerError)) ctrl.refuse(publicError(err));
       setTimeout(() => s.destroy(), 1000).unref();
     }
@@ -230,6 +241,7 @@ export class InboundServer {
       this.order.release(owner, open.session, open.channel);
     }
     c.handshakeDone();
+    this.deps.metrics.handshakeSucceeded('server', Date.now() - c.started);
     c.ctrl.send({ type: MessageType.OPENED });
     const remainder = c.ctrl.detach();
     log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
@@ -246,6 +258,7 @@ export class InboundServer {
       if (notice) result = { ...result, cause: notice.code, message: `source gateway: ${notice.message}` };
     }
     logChannelEnd(log, result);
+    this.deps.metrics.channelEnded(entry, result.cause);
   }
 
   /** ABORT: the client gateway ended these channels; end ours the same way, at once. */

@@ -4,6 +4,7 @@ import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { PeerError } from '../control/control-channel.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
@@ -21,6 +22,7 @@ export interface RouteDeps {
   channels: ChannelTable;
   log: Logger;
   closeGraceMs: number;
+  metrics: GatewayMetrics;
 }
 
 /** Channel ends of one session collected for a single ABORT to the peer. */
@@ -83,17 +85,21 @@ export class Route {
       const opened = await this.peerClient.open(session, channel, abandon.signal);
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
+      this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
       log.info({ event: 'channel-open', setupMs: Date.now() - started }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
       const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: opened.remainder });
       const owner = peer.tls.getPeerCertificate().fingerprint256;
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner });
       const result = await relay.done;
       this.deps.channels.remove(entry);
-      logChannelEnd(log, await this.exchangeCause(session, channel, result, log));
+      const final = await this.exchangeCause(session, channel, result, log);
+      logChannelEnd(log, final);
+      this.deps.metrics.channelEnded(entry, final.cause);
     } catch (e: unknown) {
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
       const who = err instanceof PeerError ? 'the peer gateway refused: ' : '';
       log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel could not be opened (${err.code}): ${who}${err.message}`);
+      this.deps.metrics.handshakeFailed('route', err.code);
       // Reset, not close: QEMU must see a failed connection, not an empty migration.
       if (!local.destroyed) local.resetAndDestroy();
       if (peer) {

@@ -1,0 +1,38 @@
+import type { ErrorCode } from '../errors.js';
+import type { RelayCounters } from '../relay/relay.js';
+
+/** Which side of a channel this gateway plays: `route` dials out (source), `server` accepts (destination). */
+export type Role = 'route' | 'server';
+
+/** How a channel or session ended: `ok`, or the cause class. */
+export type Outcome = ErrorCode | 'ok';
+
+/** What the metrics need to know of a channel in its data phase (a ChannelEntry fits). */
+export interface ObservedChannel {
+  role: Role;
+  session: string;
+  /** The peer certificate's fingerprint: session ids are only unique per peer. */
+  owner: string;
+  relay: { readonly counters: RelayCounters };
+}
+
+/**
+ * The events the gateway reports to its metrics. Handed in to the routes and
+ * the inbound server; NO_METRICS when metrics are off, so no caller checks.
+ * Nothing here is called per chunk: bytes are read from the relay counters
+ * at scrape time and when a channel leaves the table.
+ */
+export interface GatewayMetrics {
+  /** A channel's set-up (TCP, TLS, SASL, OPEN) succeeded after `ms`. */
+  handshakeSucceeded(role: Role, ms: number): void;
+  /** A connection was refused before its data phase, for `cause`. */
+  handshakeFailed(role: Role, cause: ErrorCode): void;
+  /** A channel's end was recorded with its final cause (after the causes were exchanged with the peer). */
+  channelEnded(channel: ObservedChannel, outcome: Outcome): void;
+}
+
+export const NO_METRICS: GatewayMetrics = {
+  handshakeSucceeded: () => undefined,
+  handshakeFailed: () => undefined,
+  channelEnded: () => undefined,
+};

@@ -1,0 +1,138 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ErrorCode } from '../errors.js';
+import type { Identity } from '../tls/identity.js';
+import { vmgateVersion } from './build-info.js';
+import type { GatewayMetrics, ObservedChannel, Outcome, Role } from './gateway-metrics.js';
+import { SessionTracker } from './session-tracker.js';
+
+/** The channels of one gateway, as the metrics read them (a ChannelTable fits). */
+export interface ChannelSource {
+  list(): readonly ObservedChannel[];
+  /** Calls `added` when a channel enters its data phase, `removed` when its relay has ended. */
+  observe(observer: { added(c: ObservedChannel): void; removed(c: ObservedChannel): void }): void;
+}
+
+const ROLES: readonly Role[] = ['route', 'server'];
+const DIRECTIONS = [
+  ['to_peer', 'bytesOut'],
+  ['from_peer', 'bytesIn'],
+] as const;
+/** Loopback set-ups take milliseconds; a WAN one with a slow target tens of seconds. */
+const HANDSHAKE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * The vmgate_* metrics of one gateway, registered on the registry handed in
+ * (never prom-client's global one, so several gateways can live in one
+ * process and a multi-process gateway can aggregate per-process registries).
+ * Names, types and labels are documented in docs/metrics.md.
+ */
+export class PrometheusMetrics implements GatewayMetrics {
+  private readonly sessions = new SessionTracker();
+  /** Bytes of channels that have left the table; live channels are added at scrape time. */
+  private readonly endedBytes = new Map<string, number>();
+  private readonly channelsTotal: Counter<'role' | 'outcome'>;
+  private readonly sessionsTotal: Counter<'role' | 'outcome'>;
+  private readonly handshakeFailures: Counter<'role' | 'cause'>;
+  private readonly handshakeSeconds: Histogram<'role'>;
+  private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
+
+  constructor(registry: Registry, channels: ChannelSource) {
+    const registers = [registry];
+    const sessions = this.sessions;
+    const endedBytes = this.endedBytes;
+
+    new Gauge({ name: 'vmgate_build_info', help: 'Always 1; labels carry the vmgate and Node.js versions', labelNames: ['version', 'node'], registers })
+      .set({ version: vmgateVersion(), node: process.version }, 1);
+
+    new Counter({
+      name: 'vmgate_bytes_total',
+      help: 'Migration bytes carried between the local QEMU and the peer gateway, by direction relative to the peer',
+      labelNames: ['role', 'direction'],
+      registers,
+      // Read from the relay counters at scrape time, so the data path does no metrics work per chunk.
+      collect(this: Counter<'role' | 'direction'>) {
+        const totals = new Map(endedBytes);
+        for (const c of channels.list()) {
+          for (const [direction, field] of DIRECTIONS) add(totals, `${c.role}/${direction}`, c.relay.counters[field]);
+        }
+        this.reset();
+        for (const role of ROLES) {
+          for (const [direction] of DIRECTIONS) this.inc({ role, direction }, totals.get(`${role}/${direction}`) ?? 0);
+        }
+      },
+    });
+    new Gauge({
+      name: 'vmgate_channels_active',
+      help: 'Channels in their data phase',
+      labelNames: ['role'],
+      registers,
+      collect(this: Gauge<'role'>) {
+        for (const role of ROLES) this.set({ role }, sessions.active(role).channels);
+      },
+    });
+    new Gauge({
+      name: 'vmgate_sessions_active',
+      help: 'Migration sessions with at least one channel in its data phase',
+      labelNames: ['role'],
+      registers,
+      collect(this: Gauge<'role'>) {
+        for (const role of ROLES) this.set({ role }, sessions.active(role).sessions);
+      },
+    });
+    this.channelsTotal = new Counter({ name: 'vmgate_channels_total', help: 'Channels that ended after their data phase began, by outcome (ok or the cause class)', labelNames: ['role', 'outcome'], registers });
+    this.sessionsTotal = new Counter({ name: 'vmgate_sessions_total', help: 'Migration sessions that ended, by outcome (ok, or the cause of the first channel that failed)', labelNames: ['role', 'outcome'], registers });
+    this.handshakeFailures = new Counter({ name: 'vmgate_handshake_failures_total', help: 'Connections refused before their data phase (TLS, SASL, authorization, target), by cause code', labelNames: ['role', 'cause'], registers });
+    this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
+    this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers });
+    for (const role of ROLES) {
+      // Series exist from the start so rate() and increase() see the first event.
+      this.channelsTotal.inc({ role, outcome: 'ok' }, 0);
+      this.sessionsTotal.inc({ role, outcome: 'ok' }, 0);
+      this.handshakeSeconds.zero({ role });
+      for (const [direction] of DIRECTIONS) endedBytes.set(`${role}/${direction}`, 0);
+    }
+
+    channels.observe({
+      added: (c) => this.sessions.channelStarted(c),
+      removed: (c) => {
+        for (const [direction, field] of DIRECTIONS) add(endedBytes, `${c.role}/${direction}`, c.relay.counters[field]);
+      },
+    });
+  }
+
+  handshakeSucceeded(role: Role, ms: number): void {
+    this.handshakeSeconds.observe({ role }, ms / 1000);
+  }
+
+  handshakeFailed(role: Role, cause: ErrorCode): void {
+    this.handshakeFailures.inc({ role, cause });
+  }
+
+  channelEnded(c: ObservedChannel, outcome: Outcome): void {
+    this.channelsTotal.inc({ role: c.role, outcome });
+    const session = this.sessions.channelEnded(c, outcome);
+    if (session !== undefined) this.sessionsTotal.inc({ role: c.role, outcome: session });
+  }
+
+  /** Sets the expiry gauges to the identity in use; called at start and after each successful reload. */
+  setIdentity(id: Identity): void {
+    this.certExpiry.reset(); // a renewed certificate may have a new subject: drop the old series
+    const certs = [
+      ['ca', id.files.ca, id.caCert],
+      ['server', id.files.cert, id.server.cert],
+      ['client', id.files.clientCert, id.client.cert],
+    ] as const;
+    for (const [cert, file, x509] of certs) {
+      this.certExpiry.set({ cert, file, subject: x509.subject.replace(/\n/g, ', ') }, Math.floor(Date.parse(x509.validTo) / 1000));
+    }
+  }
+}
+
+/** The one entry point: registers every vmgate_* metric of one gateway on `registry`. */
+export function registerGatewayMetrics(registry: Registry, channels: ChannelSource): PrometheusMetrics {
+  return new PrometheusMetrics(registry, channels);
+}
+
+function add(m: Map<string, number>, k: string, n: number): void {
+  m.set(k, (m.get(k) ?? 0) + n);
+}
