@@ -48,6 +48,8 @@ export interface GatewayStartOptions {
   readonly extraArgs?: readonly string[];
   /** Extra environment variables. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Another build's CLI entry (main.js) instead of `CLI_PATH`: the bench compares builds with it. */
+  readonly cli?: string;
 }
 
 type LogWaiter = () => void;
@@ -105,7 +107,7 @@ export class GatewayProcess {
   /** Spawns the gateway and waits for its "ready" log line. On failure the process is killed. */
   static async start(options: GatewayStartOptions): Promise<GatewayProcess> {
     const name = options.name ?? 'gateway';
-    const cliArgs = [process.execPath, CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
+    const cliArgs = [process.execPath, options.cli ?? CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
     const argv = options.netns === undefined ? cliArgs : ['ip', 'netns', 'exec', options.netns, ...cliArgs];
     const [command, ...args] = argv as [string, ...string[]];
     const child = spawn(command, args, {

@@ -1,0 +1,85 @@
+/**
+ * A vmgate pair as real processes (the built CLI, `vmgate run`), configured
+ * as an operator would: host-a has a route, host-b a server with one target.
+ *
+ *   sender -> host-a route ==TLS 1.3 + SASL==> host-b server -> target
+ */
+import { join } from 'node:path';
+import { GatewayProcess, writeGatewayConfig, type GatewayConfig, type GatewayLogLine } from '../../test/helpers/gateway-process.js';
+import type { Fixture } from '../fixture.js';
+import { applyWorkers, type KeyPath } from '../workers-setting.js';
+import type { PathSpec, RunningPath } from './path.js';
+
+export interface VmgatePathOptions {
+  /** The `workers` setting; above 1 needs `workersPaths` (from the config schema). */
+  workers: number;
+  workersPaths: readonly KeyPath[];
+  /** Another build's CLI entry (dist/src/cli/main.js), to compare a change with what it replaces. */
+  cli?: string;
+  /** Path name; default vmgate, or vmgate-wN with workers. */
+  name?: string;
+}
+
+export function vmgatePath(fx: Fixture, o: VmgatePathOptions): PathSpec {
+  let count = 0;
+  const name = o.name ?? (o.workers === 1 ? 'vmgate' : `vmgate-w${o.workers}`);
+  const cli = o.cli === undefined ? {} : { cli: o.cli };
+  return {
+    name,
+    kind: 'vmgate',
+    workers: o.workers,
+    async start(targetPort: number): Promise<RunningPath> {
+      const n = count++;
+      // A short shutdown grace: a bench that stops a pair has nothing in flight worth waiting for.
+      const channel = { shutdownGraceMs: 1_000 };
+      const configB: Record<string, unknown> = {
+        name: 'host-b',
+        tls: { dir: fx.pki.hostB },
+        channel,
+        server: {
+          listen: '127.0.0.1:0',
+          credentials: fx.usersFile,
+          targets: { incoming: { connect: `tcp:127.0.0.1:${targetPort}`, allow: [{ peer: 'host-a', user: fx.user }] } },
+        },
+      };
+      if (o.workers > 1) applyWorkers(configB, o.workersPaths, o.workers);
+      const fileB = join(fx.dir, `${name}-${n}-b.yaml`);
+      await writeGatewayConfig(fileB, configB as unknown as GatewayConfig);
+      const b = await GatewayProcess.start({ configPath: fileB, name: 'host-b', ...cli });
+      try {
+        const server = String(readyField(b, 'server'));
+        const configA: Record<string, unknown> = {
+          name: 'host-a',
+          tls: { dir: fx.pki.hostA },
+          channel,
+          routes: {
+            'to-b': { listen: 'tcp:127.0.0.1:0', peer: server, peerName: 'host-b', target: 'incoming', user: fx.user, passwordFile: fx.passwordFile },
+          },
+        };
+        if (o.workers > 1) applyWorkers(configA, o.workersPaths, o.workers);
+        const fileA = join(fx.dir, `${name}-${n}-a.yaml`);
+        await writeGatewayConfig(fileA, configA as unknown as GatewayConfig);
+        const a = await GatewayProcess.start({ configPath: fileA, name: 'host-a', ...cli });
+        const routes = readyField(a, 'routes') as Array<{ listen: string }>;
+        const port = Number(/:(\d+)$/.exec(routes[0]?.listen ?? '')?.[1]);
+        return {
+          port,
+          gateways: [{ side: 'A', pid: a.pid }, { side: 'B', pid: b.pid }],
+          stop: async () => {
+            await Promise.all([a.stop(), b.stop()]);
+          },
+        };
+      } catch (e: unknown) {
+        await b.stop();
+        throw e;
+      }
+    },
+  };
+}
+
+function readyField(gw: GatewayProcess, key: string): unknown {
+  const ready = gw.logs.find((l: GatewayLogLine) => l.event === 'ready');
+  const value = ready?.[key];
+  if (value === undefined || value === null) throw new Error(`gateway ${gw.name}: no ${key} in its ready line\n${gw.diagnostics(5)}`);
+  return value;
+}
