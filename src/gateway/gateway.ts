@@ -93,10 +93,10 @@ export class Gateway {
   }
 
   /** Why the gateway does not take new channels now (one line for /readyz), or undefined when it does. */
-  notReady(): string | undefined {
+  notReady(now = new Date()): string | undefined {
     if (this.phase === 'starting') return 'starting: the gateway listeners are not open yet';
     if (this.phase === 'draining') return 'draining: the gateway is shutting down and takes no new channels';
-    const expired = expiringSoon(this.state.identity, 0)[0];
+    const expired = expiringSoon(this.state.identity, 0, now)[0];
     if (expired) return `certificate ${expired.file} (${expired.subject}) has expired; renew it and reload (SIGHUP)`;
     return undefined;
   }

@@ -249,6 +249,10 @@ test('readyz-follows-the-gateway: 503 before the listeners open, 200 while servi
     assert.deepEqual(await get(g.metricsAddress(), '/healthz'), { status: 200, body: 'ok\n', contentType: 'text/plain; charset=utf-8' });
     await g.open();
     assert.deepEqual(await get(g.metricsAddress(), '/readyz'), { status: 200, body: 'ready\n', contentType: 'text/plain; charset=utf-8' });
+    // Once a loaded certificate has expired, the gateway cannot serve: peers would refuse it.
+    const serverCert = new X509Certificate(await readFile(join(pki.hostB, 'server-cert.pem')));
+    const afterExpiry = new Date(Date.parse(serverCert.validTo) + 1000);
+    assert.match(g.notReady(afterExpiry) ?? '', /^certificate .*server-cert\.pem \(CN=host-b\) has expired; renew it and reload \(SIGHUP\)$/);
     const metrics = await get(g.metricsAddress(), '/metrics');
     assert.equal(metrics.status, 200);
     assert.equal(metrics.contentType, 'text/plain; version=0.0.4; charset=utf-8');
