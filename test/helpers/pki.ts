@@ -75,3 +75,11 @@ export async function makeTestPki(root: string): Promise<TestPki> {
     selfSigned: dir('self-signed'),
   };
 }
+
+/**
+ * A renewed host certificate from the main CA into `outDir` (CN/DNS `cn`,
+ * IP 127.0.0.1) that ends at `notAfter`, whole seconds as in the certificate.
+ */
+export async function renewHost(pki: TestPki, outDir: string, cn: string, notAfter: Date): Promise<IssueResult> {
+  return issueCertificate({ caDir: pki.caDir, outDir, commonName: cn, dns: [cn], ips: ['127.0.0.1'], keyBits: TEST_KEY_BITS, allowWeakKeyForTests: true, notAfter });
+}

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -10,9 +9,9 @@ import { loadConfig } from '../../src/config/load.js';
 import { startLocalPair, type LocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { issueCertificate } from '../../src/pki/index.js';
+import { countingTarget } from '../helpers/counting-target.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { TEST_KEY_BITS, makeTestPki, type TestPki } from '../helpers/pki.js';
+import { makeTestPki, renewHost, type TestPki } from '../helpers/pki.js';
 import { get, scrape } from '../helpers/prometheus.js';
 
 /**
@@ -58,31 +57,6 @@ async function pairWithMetrics(targetPort: number, tweaks: Tweaks = {}): Promise
     },
   });
   return { p, logs, caseDir };
-}
-
-/** A target that counts what arrives, lets a test wait for a count, and ends when the sender ends. */
-async function countingTarget(): Promise<{ port: number; received: (bytes: number) => Promise<void>; close: () => Promise<void> }> {
-  let total = 0;
-  let waiter: { bytes: number; resolve: () => void } | undefined;
-  const sockets: Socket[] = [];
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    sockets.push(s);
-    s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => {
-      total += d.length;
-      if (waiter && total >= waiter.bytes) waiter.resolve();
-    });
-    s.on('end', () => s.end());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: (server.address() as { port: number }).port,
-    received: (bytes) => (total >= bytes ? Promise.resolve() : new Promise((resolve) => (waiter = { bytes, resolve }))),
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
 }
 
 /** Opens one channel that the gateways refuse; resolves once both have logged the refusal. */
@@ -145,6 +119,7 @@ test('live-bytes: a channel in flight shows its bytes at scrape time, and keeps 
   const { p, logs } = await pairWithMetrics(target.port);
   try {
     const client = await connectLoopback(p.routeAddress.port);
+    client.on('error', () => undefined); // reset by the cleanup if an assertion fails
     client.resume();
     client.write(Buffer.alloc(N, 5));
     await target.received(N);
@@ -175,7 +150,7 @@ test('cancelled-session: a channel ended by its peer is counted under its cause 
   const { p, logs } = await pairWithMetrics(target.port);
   try {
     const client = await connectLoopback(p.routeAddress.port);
-    client.on('error', () => undefined);
+    client.on('error', () => undefined); // the cancel resets it
     client.resume();
     client.write('QEVM');
     await target.received(4);
@@ -272,6 +247,7 @@ test('readyz-while-draining: 503 once SIGTERM-style stop begins with a channel i
   const addr = p.b.metricsAddress();
   try {
     const client = await connectLoopback(p.routeAddress.port);
+    client.on('error', () => undefined); // reset by the cleanup if an assertion fails
     client.resume();
     client.write('QEVM');
     await target.received(4);
@@ -305,7 +281,7 @@ test('reload-updates-expiry: the expiry gauges show each loaded certificate, and
     // Renewed: a host-b certificate that ends in 10 days, in a new directory the config now names.
     const renewedAt = new Date(Math.floor(Date.now() / 1000 + 10 * 86_400) * 1000);
     const renewed = join(caseDir, 'pki-b-renewed');
-    await issueCertificate({ caDir: pki.caDir, outDir: renewed, commonName: 'host-b', dns: ['host-b'], ips: ['127.0.0.1'], keyBits: TEST_KEY_BITS, allowWeakKeyForTests: true, notAfter: renewedAt });
+    await renewHost(pki, renewed, 'host-b', renewedAt);
     const config = parse(await readFile(p.configFiles.b, 'utf8')) as { tls: { dir: string } };
     config.tls.dir = renewed;
     await writeFile(p.configFiles.b, stringify(config));
