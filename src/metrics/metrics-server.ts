@@ -27,6 +27,10 @@ export class MetricsServer {
 
   static async start(o: MetricsServerOptions): Promise<MetricsServer> {
     const server = createServer((req, res) => void handle(o, req, res));
+    // Scrapes and probes are small and quick; a client that dribbles its request is cut.
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    server.maxConnections = 64;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(new VmgateError('config-invalid', `cannot listen on metrics.listen ${formatHostPort(o.listen)}: ${messageOf(e)}; pick a free port or remove the metrics key`, { cause: e })),
