@@ -41,7 +41,8 @@ export class PrometheusMetrics implements GatewayMetrics {
     const sessions = this.sessions;
     const endedBytes = this.endedBytes;
 
-    new Gauge({ name: 'vmgate_build_info', help: 'Always 1; labels carry the vmgate and Node.js versions', labelNames: ['version', 'node'], registers })
+    // `aggregator` says how an AggregatorRegistry merges the processes of one gateway; counters sum (the default).
+    new Gauge({ name: 'vmgate_build_info', help: 'Always 1; labels carry the vmgate and Node.js versions', labelNames: ['version', 'node'], registers, aggregator: 'first' })
       .set({ version: vmgateVersion(), node: process.version }, 1);
 
     new Counter({
@@ -83,7 +84,7 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.sessionsTotal = new Counter({ name: 'vmgate_sessions_total', help: 'Migration sessions that ended, by outcome (ok, or the cause of the first channel that failed)', labelNames: ['role', 'outcome'], registers });
     this.handshakeFailures = new Counter({ name: 'vmgate_handshake_failures_total', help: 'Connections refused before their data phase (TLS, SASL, authorization, target), by cause code', labelNames: ['role', 'cause'], registers });
     this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
-    this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers });
+    this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
     for (const role of ROLES) {
       // Series exist from the start so rate() and increase() see the first event.
       this.channelsTotal.inc({ role, outcome: 'ok' }, 0);

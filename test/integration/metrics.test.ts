@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -9,6 +10,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { startLocalPair, type LocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { Gateway } from '../../src/gateway/gateway.js';
+import { code } from '../helpers/assert-code.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { makeTestPki, renewHost, type TestPki } from '../helpers/pki.js';
@@ -307,5 +309,21 @@ test('build-info: one series with the package version and the Node.js version', 
   } finally {
     await p.stop();
     await sink.close();
+  }
+});
+
+test('metrics-port-taken: a metrics address in use stops the start with config-invalid naming metrics.listen, and nothing is left listening', async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as { port: number }).port;
+  const logs = captureLogs('info');
+  try {
+    await assert.rejects(
+      startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: 'tcp:127.0.0.1:9', log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB, tweakB: (c) => (c['metrics'] = { listen: `127.0.0.1:${port}` }) }),
+      code('config-invalid', `metrics.listen 127.0.0.1:${port}`, 'EADDRINUSE'),
+    );
+    assert.equal(logs.find({ event: 'ready' }).length, 0, 'no gateway listener was opened');
+  } finally {
+    await new Promise((r) => taken.close(r));
   }
 });
