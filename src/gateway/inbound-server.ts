@@ -145,8 +145,14 @@ export class InboundServer {
 
   private onTlsError(e: Error, s: TLSSocket): void {
     const err = classifyPeerError(e);
-    this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote: s.remoteAddress }, `TLS handshake with ${s.remoteAddress ?? 'a client'} failed: ${err.message}`);
+    const remote = s.remoteAddress;
+    this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote }, `TLS handshake with ${remote ?? 'a client'} failed: ${err.message}`);
     this.deps.metrics.handshakeFailed('server', err.code);
+    // Node leaves the socket open once a tlsClientError listener exists: after a
+    // handshake timeout an idle client would otherwise keep its slot for ever.
+    const raw = this.raws.get(remoteKey(s));
+    s.destroy();
+    raw?.destroy();
   }
 
   private async onSecure(s: TLSSocket): Promise<void> {

@@ -35,6 +35,7 @@ const PEER_ALERT: Record<string, [ErrorCode, string]> = {
   ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL: ['tls-protocol', 'the peer does not speak the vmgate ALPN protocol (is it a vmgate gateway of the same major version?)'],
   ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION: ['tls-protocol', 'the peer does not accept TLS 1.3'],
   ERR_SSL_UNSUPPORTED_PROTOCOL: ['tls-protocol', 'the peer offered a TLS version other than 1.3'],
+  ERR_SSL_VERSION_TOO_LOW: ['tls-protocol', 'the peer offered SSL 3.0 or older (vmgate speaks TLS 1.3 only)'],
   ERR_SSL_NO_PROTOCOLS_AVAILABLE: ['tls-protocol', 'no common TLS version (vmgate speaks TLS 1.3 only)'],
   ERR_SSL_WRONG_VERSION_NUMBER: ['tls-protocol', 'the peer does not speak TLS (plain TCP or HTTP on the TLS port?)'],
   ERR_SSL_HTTP_REQUEST: ['tls-protocol', 'the peer sent HTTP to the TLS port'],
