@@ -6,10 +6,12 @@ export interface CapturedLogs {
   log: Logger;
   entries: Array<Record<string, unknown>>;
   text(): string;
-  /** Entries whose fields all equal `match`. */
-  find(match: Record<string, unknown>): Array<Record<string, unknown>>;
-  /** Waits until an entry matching `match` appears. */
-  waitFor(match: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Entries (from index `from` on) whose fields all equal `match`. */
+  find(match: Record<string, unknown>, from?: number): Array<Record<string, unknown>>;
+  /** Waits until an entry matching `match` appears at index `from` or later (take `from` from `mark()` before an action). */
+  waitFor(match: Record<string, unknown>, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>;
+  /** The index the next entry will get. */
+  mark(): number;
 }
 
 export function captureLogs(level = 'debug'): CapturedLogs {
@@ -28,14 +30,15 @@ export function captureLogs(level = 'debug'): CapturedLogs {
     },
   });
   const matches = (e: Record<string, unknown>, m: Record<string, unknown>): boolean => Object.entries(m).every(([k, v]) => e[k] === v);
-  const find = (m: Record<string, unknown>) => entries.filter((e) => matches(e, m));
+  const find = (m: Record<string, unknown>, from = 0) => entries.slice(from).filter((e) => matches(e, m));
   return {
     log: createLogger(level, sink),
     entries,
     text: () => raw.join('\n'),
     find,
-    waitFor(m, timeoutMs = 10_000) {
-      const hit = find(m)[0];
+    mark: () => entries.length,
+    waitFor(m, timeoutMs = 10_000, from = 0) {
+      const hit = find(m, from)[0];
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -43,7 +46,7 @@ export function captureLogs(level = 'debug'): CapturedLogs {
           reject(new Error(`no log entry matching ${JSON.stringify(m)} within ${timeoutMs} ms; have:\n${raw.slice(-20).join('\n')}`));
         }, timeoutMs);
         const check = (): void => {
-          const h = find(m)[0];
+          const h = find(m, from)[0];
           if (!h) return;
           clearTimeout(timer);
           listeners.delete(check);
