@@ -66,6 +66,8 @@ export class InboundServer {
   /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
   private readonly slots: HandshakeSlots;
+  /** Raw sockets of connections in their data phase (see close). */
+  private readonly relaying = new WeakSet<Socket>();
   private readonly throttle: LogThrottle;
   /** When each TCP connection was accepted: the set-up time includes TLS. */
   private readonly acceptedAt = new WeakMap<Socket, number>();
@@ -111,8 +113,16 @@ export class InboundServer {
     this.server.setSecureContext(serverContextOptions(id));
   }
 
+  /**
+   * Stops listening and drops every connection that is not carrying a
+   * channel (in handshake, or refused and lingering): server.close() would
+   * otherwise wait for them, and a client that stopped reading mid-handshake
+   * could hold the stop for ever. Channels are the gateway's to end.
+   */
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const raw of this.raws.values()) if (!this.relaying.has(raw)) raw.destroy();
+    return closed;
   }
 
   private onConnection(raw: Socket): void {
@@ -251,6 +261,7 @@ export class InboundServer {
     c.ctrl.send({ type: MessageType.OPENED });
     const remainder = c.ctrl.detach();
     log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
+    this.relaying.add(c.raw);
     const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
     const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner });
     let result: RelayResult = await relay.done;
