@@ -9,85 +9,23 @@
  * same link, no gateways).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
-import { createNetnsPair, leftoverNamespaces, onProcessExit, type NetnsPair } from '../helpers/netns.js';
-import { makeTestPki } from '../helpers/pki.js';
-import { QemuVm, configureMigration, migrateAndWait, randomGuestImage, type MigrationPlan, type RandomImage } from '../helpers/qemu.js';
+import type { GatewayLogLine, GatewayProcess } from '../helpers/gateway-process.js';
+import { QEMU_URI, startNetnsGateways, type NetnsGateways } from '../helpers/netns-gateways.js';
+import { migrateAndWait, type MigrationPlan } from '../helpers/qemu.js';
 
-const GUEST_MIB = 512;
 const MIGRATION_TIMEOUT_MS = 45_000;
 const LOG_TIMEOUT_MS = 10_000;
-/** Route listener in A and destination QEMU in B: the same port, in different namespaces. */
-const QEMU_PORT = 49152;
-const GATEWAY_PORT = 7443;
 
 describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => {
-  let net: NetnsPair;
-  let dir: string;
-  let image: RandomImage;
-  let forgetDir = (): void => {};
-  let gwA: GatewayProcess | undefined;
-  let gwB: GatewayProcess | undefined;
-  const vms: QemuVm[] = [];
+  let stage: NetnsGateways;
 
   before(async () => {
-    net = await createNetnsPair({ subnet: '10.250.2.0/30' });
-    dir = await mkdtemp(join(tmpdir(), 'vmg-e2e-gw-'));
-    forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
-    image = await randomGuestImage(dir, 256);
-    const pki = await makeTestPki(join(dir, 'pki'));
-    const dirA = join(dir, 'a');
-    const dirB = join(dir, 'b');
-    await mkdir(dirA);
-    await mkdir(dirB);
-
-    const password = randomBytes(24).toString('base64url');
-    await addUser({ store: join(dirB, 'users.json'), user: 'migrate', password });
-    await writeSecretFile(join(dirA, 'to-b.password'), password);
-
-    await writeGatewayConfig(join(dirB, 'gateway.yaml'), {
-      name: 'host-b',
-      tls: { dir: pki.hostB },
-      server: {
-        listen: `${net.addrB}:${GATEWAY_PORT}`,
-        credentials: './users.json',
-        targets: {
-          incoming: { connect: `tcp:127.0.0.1:${QEMU_PORT}`, allow: [{ peer: 'host-a', user: 'migrate' }] },
-        },
-      },
-    });
-    await writeGatewayConfig(join(dirA, 'gateway.yaml'), {
-      name: 'host-a',
-      tls: { dir: pki.hostA },
-      routes: {
-        'to-b': {
-          listen: `tcp:127.0.0.1:${QEMU_PORT}`,
-          peer: `${net.addrB}:${GATEWAY_PORT}`,
-          peerName: 'host-b',
-          target: 'incoming',
-          user: 'migrate',
-          passwordFile: './to-b.password',
-        },
-      },
-    });
-    gwB = await GatewayProcess.start({ configPath: join(dirB, 'gateway.yaml'), netns: net.b, name: 'host-b' });
-    gwA = await GatewayProcess.start({ configPath: join(dirA, 'gateway.yaml'), netns: net.a, name: 'host-a' });
+    stage = await startNetnsGateways({ subnet: '10.250.2.0/30', tag: 'gw' });
   });
 
   after(async () => {
-    await Promise.all(vms.map((vm) => vm.kill()));
-    await Promise.all([gwA?.stop(), gwB?.stop()]);
-    await net?.destroy();
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
-    forgetDir();
-    const left = leftoverNamespaces().filter((ns) => ns === net?.a || ns === net?.b);
-    assert.deepEqual(left, [], 'network namespaces left over');
+    await stage?.close();
   });
 
   const isEvent = (event: string) => (l: GatewayLogLine): boolean => l.event === event;
@@ -99,21 +37,16 @@ describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => 
    * "ok", and each channel's bytes equal on both sides (nothing lost).
    */
   async function migrateThroughGateways(t: TestContext, plan: MigrationPlan, channels: number): Promise<void> {
-    assert.ok(gwA !== undefined && gwB !== undefined);
+    const { gwA, gwB, image } = stage;
     const t0 = Date.now();
     const fromA = gwA.logs.length;
     const fromB = gwB.logs.length;
-    const src = await QemuVm.launch({ name: `src-${plan.mode}`, netns: net.a, memMiB: GUEST_MIB, loadFile: image.path });
-    vms.push(src);
-    const dst = await QemuVm.launch({ name: `dst-${plan.mode}`, netns: net.b, memMiB: GUEST_MIB, incoming: true });
-    vms.push(dst);
-    await configureMigration(src, plan);
-    await configureMigration(dst, plan);
-    await dst.migrateIncoming(`tcp:127.0.0.1:${QEMU_PORT}`);
+    const src = await stage.source(`src-${plan.mode}`, { plan });
+    const dst = await stage.destination(`dst-${plan.mode}`, { plan });
     const srcHash = await src.ramHash();
     const tReady = Date.now();
 
-    const result = await migrateAndWait(src, dst, `tcp:127.0.0.1:${QEMU_PORT}`, plan, MIGRATION_TIMEOUT_MS);
+    const result = await migrateAndWait(src, dst, QEMU_URI, plan, MIGRATION_TIMEOUT_MS);
     assert.equal(await dst.ramHash(), srcHash, 'destination guest RAM differs from the source');
     assert.equal(result.destinationState, plan.mode === 'postcopy' ? 'paused' : 'prelaunch');
     if (plan.mode === 'postcopy') {
@@ -181,7 +114,7 @@ describe('migration through a pair of gateways', { timeout: 5 * 60_000 }, () => 
 
   // Last: it stops the gateways the tests above share.
   test('sigterm-stops-both-gateways-with-exit-0', async () => {
-    assert.ok(gwA !== undefined && gwB !== undefined);
+    const { gwA, gwB } = stage;
     const [exitA, exitB] = await Promise.all([gwA.stop(10_000), gwB.stop(10_000)]);
     assert.deepEqual(exitA, { code: 0, signal: null }, gwA.diagnostics());
     assert.deepEqual(exitB, { code: 0, signal: null }, gwB.diagnostics());
