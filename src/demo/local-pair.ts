@@ -51,7 +51,21 @@ export async function makeLocalPki(dir: string, keyBits = 3072): Promise<{ caDir
   return { caDir, hostA, hostB };
 }
 
-export async function startLocalPair(o: LocalPairOptions): Promise<LocalPair> {
+/** The files of a local pair on disk, before any gateway runs. */
+export interface PairFiles {
+  /** host-b's config (the server with target `incoming`). */
+  fileB: string;
+  /** Writes host-a's config (route `to-b`) once host-b's TLS port is known; returns its path. */
+  writeA(bPort: number): Promise<string>;
+}
+
+/**
+ * Writes everything an operator would for the pair: PKI (unless given),
+ * credential store, route password file and host-b's config. Used by
+ * `startLocalPair` (gateways in this process) and by the handshake probe
+ * (gateways as separate `vmgate run` processes).
+ */
+export async function writePairFiles(o: Omit<LocalPairOptions, 'log'>): Promise<PairFiles> {
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
   const user = o.user ?? 'migrate';
   const password = o.password ?? randomBytes(18).toString('base64url');
@@ -79,21 +93,34 @@ export async function startLocalPair(o: LocalPairOptions): Promise<LocalPair> {
   o.tweakB?.(configB);
   const fileB = join(o.dir, 'host-b.yaml');
   await writeFile(fileB, stringify(configB));
-  const b = await Gateway.start(await loadConfig(fileB), o.log.child({ gateway: 'host-b' }));
-  const bPort = b.serverAddress()?.port ?? 0;
-
-  const configA: Record<string, unknown> = {
-    name: 'host-a',
-    tls: { dir: pkiA },
-    routes: {
-      'to-b': { listen: 'tcp:127.0.0.1:0', peer: `127.0.0.1:${bPort}`, peerName: 'host-b', target: 'incoming', user, passwordFile: './to-b.password' },
+  const routeA = pkiA;
+  return {
+    fileB,
+    async writeA(bPort: number): Promise<string> {
+      const configA: Record<string, unknown> = {
+        name: 'host-a',
+        tls: { dir: routeA },
+        routes: {
+          'to-b': { listen: 'tcp:127.0.0.1:0', peer: `127.0.0.1:${bPort}`, peerName: 'host-b', target: 'incoming', user, passwordFile: './to-b.password' },
+        },
+      };
+      o.tweakA?.(configA);
+      const fileA = join(o.dir, 'host-a.yaml');
+      await writeFile(fileA, stringify(configA));
+      return fileA;
     },
   };
-  o.tweakA?.(configA);
-  const fileA = join(o.dir, 'host-a.yaml');
-  await writeFile(fileA, stringify(configA));
+}
+
+export async function startLocalPair(o: LocalPairOptions): Promise<LocalPair> {
+  const files = await writePairFiles(o);
+  const fileB = files.fileB;
+  const b = await Gateway.start(await loadConfig(fileB), o.log.child({ gateway: 'host-b' }));
+  const bPort = b.serverAddress()?.port ?? 0;
   let a: Gateway;
+  let fileA: string;
   try {
+    fileA = await files.writeA(bPort);
     a = await Gateway.start(await loadConfig(fileA), o.log.child({ gateway: 'host-a' }));
   } catch (e: unknown) {
     await b.stop();
