@@ -24,6 +24,7 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { messageOf, systemCode, VmgateError } from '../errors.js';
 import { resolveInsideDir } from '../util/secret-file.js';
+import { RecentLogins } from './recent-logins.js';
 import { MAX_PASSWORD_BYTES, MAX_USER_BYTES, saslprep } from './sasl-plain.js';
 
 export const SALT_BYTES = 16;
@@ -37,6 +38,16 @@ export interface ScryptParams {
   N: number;
   r: number;
   p: number;
+}
+
+/**
+ * The answer of a password check and how it was reached: `scrypt` (a full
+ * run), `recent` (scrypt accepted this login within the last minute) or
+ * `shared` (a concurrent scrypt run of the same login accepted it).
+ */
+export interface LoginCheck {
+  accepted: boolean;
+  via: 'scrypt' | 'recent' | 'shared';
 }
 
 interface UserRecord extends ScryptParams {
@@ -120,6 +131,8 @@ export class CredentialStore {
   /** Salt and hash for unknown users: verifying them costs the same scrypt as a real user. */
   readonly #dummySalt = randomBytes(SALT_BYTES);
   readonly #dummyHash = randomBytes(HASH_BYTES);
+  /** Lives and dies with this store: a reload builds a new store, and with it an empty cache. */
+  readonly #recent = new RecentLogins();
 
   private constructor() {}
 
@@ -195,6 +208,7 @@ export class CredentialStore {
     const salt = randomBytes(SALT_BYTES);
     const hash = await scryptAsync(Buffer.from(secret, 'utf8'), salt, DEFAULT_SCRYPT_PARAMS);
     this.#users.set(name, { ...DEFAULT_SCRYPT_PARAMS, salt, hash });
+    this.#recent.forget(name);
   }
 
   /** Same limits as the PLAIN parser, before and after SASLprep, so a stored password can always be sent. */
@@ -211,15 +225,44 @@ export class CredentialStore {
 
   remove(user: string): boolean {
     const name = saslprep(user);
-    return name !== undefined && this.#users.delete(name);
+    if (name === undefined) return false;
+    this.#recent.forget(name);
+    return this.#users.delete(name);
   }
 
   /**
    * True only for a known user with this password. An unknown user, or input
    * SASLprep refuses, costs the same scrypt run (on a dummy record with the
    * store's parameters) and compares in constant time before answering false.
+   *
+   * A login scrypt accepted within the last minute is accepted again without
+   * scrypt, and concurrent checks of the same login share one scrypt run
+   * (see RecentLogins for why this accepts nothing scrypt would refuse). Any
+   * other input, a wrong password above all, pays the full scrypt run.
    */
   async verify(user: string, password: string): Promise<boolean> {
+    return (await this.check(user, password)).accepted;
+  }
+
+  /** As `verify`, and says how the answer was reached (logged by the server, asserted by tests). */
+  async check(user: string, password: string): Promise<LoginCheck> {
+    const name = saslprep(user);
+    const secret = saslprep(password);
+    const record = name === undefined ? undefined : this.#users.get(name);
+    if (name === undefined || secret === undefined || record === undefined) return { accepted: await this.#scryptVerify(user, password), via: 'scrypt' };
+    const mac = this.#recent.mac(name, secret);
+    if (this.#recent.has(name, mac)) return { accepted: true, via: 'recent' };
+    const running = this.#recent.inFlight(name, mac);
+    if (running !== undefined && (await running.catch(() => false))) return { accepted: true, via: 'shared' };
+    const accepted = this.#scryptVerify(user, password);
+    this.#recent.track(name, mac, accepted);
+    if (!(await accepted)) return { accepted: false, via: 'scrypt' };
+    // Only if the user was not removed or given a new password while scrypt ran.
+    if (this.#users.get(name) === record) this.#recent.remember(name, mac);
+    return { accepted: true, via: 'scrypt' };
+  }
+
+  async #scryptVerify(user: string, password: string): Promise<boolean> {
     const name = saslprep(user);
     const secret = saslprep(password);
     const record = name === undefined ? undefined : this.#users.get(name);

@@ -4,6 +4,7 @@ import { scryptSync } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { CredentialStore } from '../../src/auth/credential-store.js';
 import { code } from '../helpers/assert-code.js';
 
@@ -175,4 +176,76 @@ test('load-other-params-within-bounds', async () => {
   const hash = scryptSync('pw', salt, 32, { N: 32, r: 2, p: 3 });
   const path = await writeStore({ version: 1, users: { carol: { salt: salt.toString('base64'), hash: hash.toString('base64'), N: 32, r: 2, p: 3 } } });
   assert.equal(await (await CredentialStore.load(path)).verify('carol', 'pw'), true);
+});
+
+// ---- recently verified logins (the later channels of a migration skip scrypt) ----
+
+async function cheapStore(users: Record<string, string>): Promise<CredentialStore> {
+  const records = Object.fromEntries(Object.entries(users).map(([u, pw]) => [u, cheapRecord(pw)]));
+  return CredentialStore.load(await writeStore({ version: 1, users: records }));
+}
+
+test('login-cache-hit: a login accepted by scrypt is accepted again without it', async () => {
+  const store = await cheapStore({ alice: 'pw-a' });
+  assert.deepEqual(await store.check('alice', 'pw-a'), { accepted: true, via: 'scrypt' });
+  assert.deepEqual(await store.check('alice', 'pw-a'), { accepted: true, via: 'recent' });
+});
+
+test('login-cache-miss: a failed login is never remembered, and each try pays scrypt', async () => {
+  const store = await cheapStore({ alice: 'pw-a' });
+  assert.deepEqual(await store.check('alice', 'wrong'), { accepted: false, via: 'scrypt' });
+  assert.deepEqual(await store.check('alice', 'wrong'), { accepted: false, via: 'scrypt' });
+  assert.deepEqual(await store.check('nobody', 'pw-a'), { accepted: false, via: 'scrypt' });
+});
+
+test('login-cache-wrong-password-never-accepted: with the right login cached, any other password is refused by scrypt', async () => {
+  const store = await cheapStore({ alice: 'pw-a', bob: 'pw-b' });
+  assert.equal(await store.verify('alice', 'pw-a'), true);
+  assert.equal(await store.verify('bob', 'pw-b'), true);
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom('alice', 'bob', 'carol'), fc.string({ minLength: 1, maxLength: 40 }), async (user, password) => {
+      fc.pre(!(user === 'alice' && password === 'pw-a') && !(user === 'bob' && password === 'pw-b'));
+      assert.deepEqual(await store.check(user, password), { accepted: false, via: 'scrypt' });
+    }),
+    { numRuns: 200 },
+  );
+  assert.equal(await store.verify('bob', 'pw-a'), false, "another user's cached password");
+});
+
+test('login-cache-concurrent: eight channels logging in at once share one scrypt run', async () => {
+  const store = await cheapStore({ alice: 'pw-a' });
+  const results = await Promise.all(Array.from({ length: 8 }, () => store.check('alice', 'pw-a')));
+  assert.ok(results.every((r) => r.accepted));
+  assert.deepEqual(results.map((r) => r.via).sort(), ['scrypt', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared']);
+});
+
+test('login-cache-concurrent-wrong: concurrent wrong passwords each pay their own scrypt run', async () => {
+  const store = await cheapStore({ alice: 'pw-a' });
+  const results = await Promise.all(Array.from({ length: 4 }, () => store.check('alice', 'wrong')));
+  assert.deepEqual(results, Array.from({ length: 4 }, () => ({ accepted: false, via: 'scrypt' })));
+});
+
+test('login-cache-set-password: a new password drops the cached old one', async () => {
+  const store = await cheapStore({ alice: 'old-pw' });
+  assert.equal(await store.verify('alice', 'old-pw'), true);
+  await store.setPassword('alice', 'new-pw');
+  assert.deepEqual(await store.check('alice', 'old-pw'), { accepted: false, via: 'scrypt' });
+  assert.equal(await store.verify('alice', 'new-pw'), true);
+});
+
+test('login-cache-remove: a removed user is refused even with a cached login', async () => {
+  const store = await cheapStore({ alice: 'pw-a' });
+  assert.equal(await store.verify('alice', 'pw-a'), true);
+  store.remove('alice');
+  assert.deepEqual(await store.check('alice', 'pw-a'), { accepted: false, via: 'scrypt' });
+});
+
+test('login-cache-reload: a store loaded again (as on SIGHUP) starts with no cached login', async () => {
+  const path = await writeStore({ version: 1, users: { alice: cheapRecord('old-pw') } });
+  const original = await CredentialStore.load(path);
+  assert.equal(await original.verify('alice', 'old-pw'), true);
+  await writeFile(path, JSON.stringify({ version: 1, users: { alice: cheapRecord('new-pw') } }), { mode: 0o600 });
+  const reloaded = await CredentialStore.load(path);
+  assert.deepEqual(await reloaded.check('alice', 'old-pw'), { accepted: false, via: 'scrypt' });
+  assert.deepEqual(await reloaded.check('alice', 'new-pw'), { accepted: true, via: 'scrypt' });
 });
