@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
-import type { CredentialStore } from '../auth/credential-store.js';
+import type { CredentialStore, LoginCheck } from '../auth/credential-store.js';
 import { parsePlainResponse, PlainRejectedError } from '../auth/sasl-plain.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
@@ -14,6 +14,8 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
 import { peerIdentity, type PeerIdentity } from '../tls/peer-identity.js';
+import { checkResumedPeer } from '../tls/resumed-peer.js';
+import { TICKET_LIFETIME_MS } from '../tls/session-tickets.js';
 import { classifyAuthorizationError, classifyPeerError } from '../tls/tls-errors.js';
 import { authorizeOpen } from './authorize.js';
 import { logChannelEnd } from './channel-record.js';
@@ -46,6 +48,8 @@ interface Authenticated {
   ctrl: ControlChannel;
   peer: PeerIdentity;
   user: string;
+  /** How SASL accepted the user (a full scrypt run, or a recent or concurrent one of the same login). */
+  login: LoginCheck['via'];
   log: Logger;
   started: number;
   /** Stops the handshake deadline; call once the connection leaves the control phase. */
@@ -87,6 +91,8 @@ export class InboundServer {
       maxVersion: 'TLSv1.3',
       allowHalfOpen: true,
       handshakeTimeout: deps.config.handshakeTimeoutMs,
+      // Stateless TLS 1.3 tickets: a gateway's later channels resume (see setIdentity).
+      sessionTimeout: TICKET_LIFETIME_MS / 1000,
     });
     // Registered after tls.Server's own listener, so the TLS socket exists already.
     this.server.on('connection', (raw: Socket) => this.onConnection(raw));
@@ -108,9 +114,15 @@ export class InboundServer {
     return { host: a.address, port: a.port };
   }
 
-  /** Swaps in a new identity for new connections; channels in flight keep theirs. */
+  /**
+   * Swaps in a new identity for new connections; channels in flight keep
+   * theirs. New ticket keys too, so no session of the old identity (its CA,
+   * its CRL) can be resumed: every client's next handshake is a full one,
+   * checked against what was just loaded.
+   */
   setIdentity(id: Identity): void {
     this.server.setSecureContext(serverContextOptions(id));
+    this.server.setTicketKeys(randomBytes(48));
   }
 
   /**
@@ -189,17 +201,17 @@ export class InboundServer {
       raw.emit('vmgate:handshake-done');
     };
     try {
-      const peer = verifyClient(s);
+      const peer = verifyClient(s, this.deps.identity());
       log = log.child({ identity: peer.commonName });
       const hello = await ctrl.expect(MessageType.HELLO);
       if (!hello.versions.includes(PROTOCOL_VERSION)) {
         throw new VmgateError('version-unsupported', `the client speaks versions ${hello.versions.join(', ')}; this gateway speaks ${PROTOCOL_VERSION}`);
       }
       ctrl.send({ type: MessageType.WELCOME, version: PROTOCOL_VERSION, mechanisms: ['PLAIN'] });
-      const user = await this.authenticate(ctrl, log);
+      const { user, login } = await this.authenticate(ctrl, log);
       log = log.child({ user });
       ctrl.send({ type: MessageType.AUTH_OK, user });
-      conn = { s, raw, ctrl, peer, user, log, started, handshakeDone };
+      conn = { s, raw, ctrl, peer, user, login, log, started, handshakeDone };
       const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
       if (req.type === MessageType.OPEN) await this.open(conn, req);
       else if (req.type === MessageType.ABORT) this.abort(conn, req);
@@ -216,7 +228,7 @@ export class InboundServer {
     }
   }
 
-  private async authenticate(ctrl: ControlChannel, log: Logger): Promise<string> {
+  private async authenticate(ctrl: ControlChannel, log: Logger): Promise<{ user: string; login: LoginCheck['via'] }> {
     const auth = await ctrl.expect(MessageType.AUTH);
     if (auth.mechanism !== 'PLAIN') {
       throw new VmgateError('auth-mechanism', `mechanism ${auth.mechanism} is not offered (PLAIN is)`);
@@ -230,11 +242,12 @@ export class InboundServer {
       log.warn({ event: 'auth-rejected', reason }, `SASL PLAIN response rejected before any password check: ${messageOf(e)}`);
       throw new VmgateError('auth-failed', 'authentication failed');
     }
-    if (!(await this.deps.credentials().verify(username, password))) {
+    const check = await this.deps.credentials().check(username, password);
+    if (!check.accepted) {
       log.warn({ event: 'auth-rejected', reason: 'bad-credentials', user: username }, `SASL user ${JSON.stringify(username)}: unknown user or wrong password`);
       throw new VmgateError('auth-failed', 'authentication failed');
     }
-    return username;
+    return { user: username, login: check.via };
   }
 
   /** OPEN: connect the target in session order, answer OPENED, relay until the end. */
@@ -260,7 +273,7 @@ export class InboundServer {
     this.deps.metrics.handshakeSucceeded('server', Date.now() - c.started);
     c.ctrl.send({ type: MessageType.OPENED });
     const remainder = c.ctrl.detach();
-    log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
+    log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
     this.relaying.add(c.raw);
     const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
     const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner });
@@ -306,14 +319,20 @@ export class InboundServer {
   }
 }
 
-/** Checks the client certificate that OpenSSL verified (or not) during the handshake. */
-function verifyClient(s: TLSSocket): PeerIdentity {
+/**
+ * Checks the client certificate that OpenSSL verified (or not) during the
+ * handshake. On a resumed session that is the certificate and verdict of the
+ * full handshake it resumes, so its time and the current CRL are checked again.
+ */
+function verifyClient(s: TLSSocket, id: Identity): PeerIdentity {
   const peer = peerIdentity(s);
   if (!peer) throw new VmgateError('tls-no-client-cert', 'the client presented no certificate');
   if (!s.authorized) {
     const e = classifyAuthorizationError(String(s.authorizationError ?? 'unknown'));
     throw new VmgateError(e.code, `client certificate ${peer.commonName}: ${e.message}`);
   }
+  const stale = s.isSessionReused() ? checkResumedPeer(s.getPeerCertificate(), id) : undefined;
+  if (stale) throw stale;
   if (s.alpnProtocol !== ALPN_PROTOCOL) {
     throw new VmgateError('tls-protocol', `the client did not negotiate ALPN ${ALPN_PROTOCOL} (is it a vmgate gateway?)`);
   }

@@ -5,6 +5,7 @@ import { MessageType, type ReportedMessage } from '../control/messages.js';
 import { VmgateError, type ErrorCode } from '../errors.js';
 import { dialPeer, type PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
+import { TicketCache } from '../tls/session-tickets.js';
 import { classifyPeerError } from '../tls/tls-errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -15,6 +16,9 @@ export const PROTOCOL_VERSION = 1;
  * about (ABORT) or ask it about (REPORT) a channel's end.
  */
 export class PeerClient {
+  /** The peer's newest TLS session ticket: later channels resume instead of a full handshake. */
+  private readonly tickets = new TicketCache();
+
   constructor(
     private readonly config: RouteConfig,
     private readonly identity: () => Identity,
@@ -24,7 +28,23 @@ export class PeerClient {
   /** A TLS connection that has passed HELLO and SASL, ready for one request. */
   async connect(signal?: AbortSignal): Promise<{ peer: PeerSocket; ctrl: ControlChannel; done: () => void }> {
     const cfg = this.config;
-    const peer = await dialPeer({ peer: cfg.peer, peerName: cfg.peerName, context: this.identity().clientContext, timeoutMs: cfg.connectTimeoutMs, ...(signal ? { signal } : {}) });
+    const identity = this.identity();
+    let peer: PeerSocket;
+    try {
+      peer = await dialPeer({
+        peer: cfg.peer,
+        peerName: cfg.peerName,
+        identity,
+        ticket: this.tickets.get(identity),
+        onTicket: (t) => this.tickets.put(identity, t),
+        timeoutMs: cfg.connectTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+    } catch (e: unknown) {
+      // Whatever went wrong, the next dial starts from a full handshake.
+      this.tickets.drop();
+      throw e;
+    }
     const ctrl = new ControlChannel(peer.tls, classifyPeerError, [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED]);
     const timer = setTimeout(
       () => peer.tls.destroy(new VmgateError('handshake-timeout', `the peer did not complete the control handshake within ${cfg.connectTimeoutMs} ms`)),

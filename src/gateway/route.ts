@@ -86,9 +86,9 @@ export class Route {
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
-      log.info({ event: 'channel-open', setupMs: Date.now() - started }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
+      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
       const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: opened.remainder });
-      const owner = peer.tls.getPeerCertificate().fingerprint256;
+      const owner = peer.serverCert.fingerprint256;
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner });
       const result = await relay.done;
       this.deps.channels.remove(entry);

@@ -1,10 +1,12 @@
 import { isIP, Socket, connect as netConnect } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type SecureContext, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { HostPort } from '../config/endpoint.js';
 import { formatHostPort } from '../config/endpoint.js';
 import { VmgateError } from '../errors.js';
 import { encodeMessage, MessageType } from '../control/messages.js';
-import { ALPN_PROTOCOL } from './identity.js';
+import { ALPN_PROTOCOL, type Identity } from './identity.js';
+import { checkResumedPeer } from './resumed-peer.js';
+import type { ServerTicket } from './session-tickets.js';
 import { classifyAuthorizationError, classifyPeerError } from './tls-errors.js';
 
 /** A TLS connection to a peer gateway and the TCP socket under it. */
@@ -12,13 +14,22 @@ export interface PeerSocket {
   tls: TLSSocket;
   /** Reset this one to abort: the peer then sees ECONNRESET, not a clean end. */
   raw: Socket;
+  /** The server certificate we verified (on a resumed session: the one of the full handshake it resumes). */
+  serverCert: PeerCertificate;
+  /** TLS resumed an earlier session instead of a full handshake. */
+  resumed: boolean;
 }
 
 export interface DialOptions {
   peer: HostPort;
   /** Name the peer's certificate must carry (DNS or IP SAN). */
   peerName: string;
-  context: SecureContext;
+  /** Our identity: its client context for the handshake, its CRL for the checks on resumption. */
+  identity: Identity;
+  /** A ticket of an earlier verified session with this peer, offered for resumption. */
+  ticket?: ServerTicket | undefined;
+  /** Called with each session ticket the server sends once it is verified. */
+  onTicket?: (t: ServerTicket) => void;
   timeoutMs: number;
   /** Aborts the dial (the local QEMU went away). */
   signal?: AbortSignal;
@@ -32,12 +43,18 @@ export interface DialOptions {
  * rejected peer is told why: we send it an ERROR frame with the code before
  * closing (Node would otherwise just hang up, and the peer's operator would
  * see nothing but a reset). Nothing else is ever sent to an unverified peer.
+ *
+ * With `ticket`, TLS 1.3 may resume that session: the server then sends no
+ * certificate, so the name and time checks run on the certificate the
+ * ticket's full handshake verified (src/tls/resumed-peer.ts says why that holds).
  */
 export function dialPeer(o: DialOptions): Promise<PeerSocket> {
   return new Promise((resolve, reject) => {
     const where = formatHostPort(o.peer);
     const raw = netConnect({ host: o.peer.host, port: o.peer.port, allowHalfOpen: true });
     let tls: TLSSocket | undefined;
+    let verified: PeerCertificate | undefined;
+    let resumed = false;
     let settled = false;
     const finish = (e: VmgateError | undefined): void => {
       if (settled) return;
@@ -46,8 +63,8 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
       o.signal?.removeEventListener('abort', onAbort);
       raw.off('error', onError);
       tls?.off('error', onError);
-      if (e === undefined && tls) {
-        resolve({ tls, raw });
+      if (e === undefined && tls && verified) {
+        resolve({ tls, raw, serverCert: verified, resumed });
         return;
       }
       tls?.destroy();
@@ -68,17 +85,25 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
     raw.once('connect', () => {
       tls = tlsConnect({
         socket: raw,
-        secureContext: o.context,
+        secureContext: o.identity.clientContext,
+        ...(o.ticket ? { session: o.ticket.session } : {}),
         ALPNProtocols: [ALPN_PROTOCOL],
         rejectUnauthorized: false, // checked below, so the peer can be told why
         // half-close: inherited from raw (allowHalfOpen), so a FIN is relayed as a FIN
         ...(isIP(o.peerName) === 0 ? { servername: o.peerName } : {}),
       });
       tls.on('error', onError);
+      // TLS 1.3 tickets arrive after the handshake; keep only those of a verified server.
+      tls.on('session', (session: Buffer) => {
+        if (verified) o.onTicket?.({ session, cert: verified });
+      });
       tls.once('secureConnect', () => {
         const s = tls as TLSSocket;
-        const problem = verifyServer(s, o.peerName);
+        resumed = s.isSessionReused();
+        const cert = resumed && o.ticket ? o.ticket.cert : s.getPeerCertificate();
+        const problem = verifyServer(s, o.peerName, cert) ?? (resumed ? checkResumedPeer(cert, o.identity) : undefined);
         if (problem === undefined) {
+          verified = cert;
           finish(undefined);
           return;
         }
@@ -90,8 +115,7 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
   });
 }
 
-function verifyServer(s: TLSSocket, peerName: string): VmgateError | undefined {
-  const cert = s.getPeerCertificate();
+function verifyServer(s: TLSSocket, peerName: string, cert: PeerCertificate): VmgateError | undefined {
   // Node checks the name too (as ERR_TLS_CERT_ALTNAME_INVALID) when given a
   // servername; an IP peerName is only checked here. Either way, say which
   // names the certificate does carry.

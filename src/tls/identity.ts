@@ -3,6 +3,7 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import type { TlsFiles } from '../config/config.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { readPublicFile, readSecretFile } from '../util/secret-file.js';
+import { parseRevocation, type Revocation } from './revocation.js';
 
 export const ALPN_PROTOCOL = 'vmgate/1';
 const DAY_MS = 86_400_000;
@@ -23,6 +24,8 @@ export interface Identity {
   ca: Buffer;
   caCert: X509Certificate;
   crl: Buffer | undefined;
+  /** The CRL parsed once here, for the checks on resumed sessions. */
+  revocation: Revocation | undefined;
   server: KeyPair;
   client: KeyPair;
   serverContext: SecureContext;
@@ -41,6 +44,7 @@ export async function loadIdentity(files: TlsFiles, now = new Date()): Promise<I
   checkValidity(caCert, files.ca, 'CA certificate', now);
   if (!caCert.ca) throw new VmgateError('identity-invalid', `CA certificate ${files.ca} is not a CA (basicConstraints CA:FALSE)`);
   const crl = files.crl !== undefined ? await readPublicFile(files.crl, 'CRL') : undefined;
+  const revocation = crl !== undefined && files.crl !== undefined ? parseRevocation(crl, files.crl) : undefined;
   const server = await loadKeyPair(files.cert, files.key, caCert, now);
   const client = files.clientCert === files.cert && files.clientKey === files.key
     ? server
@@ -54,7 +58,7 @@ export async function loadIdentity(files: TlsFiles, now = new Date()): Promise<I
   } catch (e: unknown) {
     throw new VmgateError('identity-invalid', `TLS refused the identity in ${files.cert} / ${files.crl ?? 'no CRL'}: ${messageOf(e)}`, { cause: e });
   }
-  return { files, ca, caCert, crl, server, client, serverContext, clientContext };
+  return { files, ca, caCert, crl, revocation, server, client, serverContext, clientContext };
 }
 
 /** Certificates of this identity that expire within `days`. */

@@ -1,0 +1,228 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { CredentialStore } from '../../src/auth/credential-store.js';
+import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
+import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
+import { publishCrl, revokeCertificate } from '../../src/pki/index.js';
+import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
+import { makeTestPki, type TestPki } from '../helpers/pki.js';
+
+/**
+ * TLS session resumption and the recent-login cache between two real
+ * gateways on loopback: later channels resume and skip scrypt, and neither
+ * shortcut lets in a peer that a reload (CRL, credentials, allow-list) has
+ * just shut out.
+ */
+let dir: string;
+let pki: TestPki;
+let n = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vmgate-resume-'));
+  pki = await makeTestPki(join(dir, 'pki'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Case {
+  pair: LocalPair;
+  sink: PayloadSink;
+  logs: CapturedLogs;
+  stop(): Promise<void>;
+}
+
+async function start(hostA = pki.hostA, hostB = pki.hostB): Promise<Case> {
+  const sink = await startSink(64 * 1024);
+  const logs = captureLogs('info');
+  const pair = await startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: hostA, pkiB: hostB });
+  return {
+    pair,
+    sink,
+    logs,
+    stop: async () => {
+      await pair.stop(0);
+      await sink.close();
+    },
+  };
+}
+
+type Entry = Record<string, unknown>;
+
+/** The channel-open lines of both gateways logged from index `from` on. */
+function opensSince(c: Case, from: number): { a: Entry[]; b: Entry[] } {
+  const fresh = c.logs.entries.slice(from);
+  return {
+    a: fresh.filter((e) => e['gateway'] === 'host-a' && e['event'] === 'channel-open'),
+    b: fresh.filter((e) => e['gateway'] === 'host-b' && e['event'] === 'channel-open'),
+  };
+}
+
+/** Opens `count` channels at once, each exchanging 64 KiB both ways; checks every byte; returns the open lines. */
+async function channels(c: Case, count: number): Promise<{ a: Entry[]; b: Entry[] }> {
+  const from = c.logs.entries.length;
+  const taken = c.sink.transfers.length;
+  const clients = await Promise.all(Array.from({ length: count }, () => connectLoopback(c.pair.routeAddress.port)));
+  const mine = await Promise.all(clients.map((s) => exchange(s, 64 * 1024)));
+  const theirs = await Promise.all(c.sink.transfers.slice(taken, taken + count));
+  assert.equal(theirs.length, count, 'every channel reached the target');
+  // Channels reach the target in session order, not necessarily in our connect order: match by digest.
+  assert.deepEqual(mine.map((t) => t.sent).sort(), theirs.map((t) => t.received).sort(), 'source -> destination bytes');
+  assert.deepEqual(theirs.map((t) => t.sent).sort(), mine.map((t) => t.received).sort(), 'destination -> source bytes');
+  await waitForCount(c.logs, { gateway: 'host-a', event: 'channel-close', cause: 'ok' }, from, count);
+  const opens = opensSince(c, from);
+  assert.equal(opens.a.length, count);
+  assert.equal(opens.b.length, count);
+  return opens;
+}
+
+/** Opens one channel that must be refused; returns both gateways' refusal lines. */
+async function refused(c: Case): Promise<{ a: Entry; b: Entry }> {
+  const from = c.logs.entries.length;
+  const taken = c.sink.transfers.length;
+  const client = await connectLoopback(c.pair.routeAddress.port);
+  const outcome = await new Promise<string>((resolve) => {
+    client.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    client.on('end', () => resolve('end'));
+    client.write('QEVM');
+    client.resume();
+  });
+  assert.equal(outcome, 'ECONNRESET');
+  await waitForCount(c.logs, { gateway: 'host-a', event: 'channel-refused' }, from, 1);
+  await waitForCount(c.logs, { gateway: 'host-b', event: 'channel-refused' }, from, 1);
+  const fresh = c.logs.entries.slice(from);
+  assert.equal(c.sink.transfers.length, taken, 'the target must never be connected');
+  return {
+    a: fresh.find((e) => e['gateway'] === 'host-a' && e['event'] === 'channel-refused') ?? {},
+    b: fresh.find((e) => e['gateway'] === 'host-b' && e['event'] === 'channel-refused') ?? {},
+  };
+}
+
+async function waitForCount(logs: CapturedLogs, match: Entry, from: number, count: number): Promise<void> {
+  const have = (): number => logs.entries.slice(from).filter((e) => Object.entries(match).every(([k, v]) => e[k] === v)).length;
+  const t0 = Date.now();
+  while (have() < count) {
+    if (Date.now() - t0 > 10_000) assert.fail(`fewer than ${count} log lines matching ${JSON.stringify(match)}:\n${logs.text().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A full handshake first, then channels that resume the session it left behind. */
+async function warmed(c: Case): Promise<void> {
+  const first = await channels(c, 1);
+  assert.equal(first.a[0]?.['tlsResumed'], false, 'the first channel to a peer is a full handshake');
+  assert.equal(first.b[0]?.['login'], 'scrypt');
+  const second = await channels(c, 1);
+  assert.equal(second.a[0]?.['tlsResumed'], true, 'the second channel resumes (isSessionReused on the client)');
+}
+
+test('resumed-channel: a later channel resumes TLS on both sides, skips scrypt and carries data', async () => {
+  const c = await start();
+  try {
+    await channels(c, 1);
+    const later = await channels(c, 1);
+    assert.equal(later.a[0]?.['tlsResumed'], true, 'client: isSessionReused()');
+    assert.equal(later.b[0]?.['tlsResumed'], true, 'server: isSessionReused()');
+    assert.equal(later.b[0]?.['login'], 'recent', 'the login scrypt accepted a moment ago');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('eight-channels-cold: eight channels opened at once on a fresh pair share one session and one scrypt run', async () => {
+  const c = await start();
+  try {
+    const opens = await channels(c, 8);
+    assert.equal(new Set(opens.a.map((e) => e['session'])).size, 1, 'one migration session');
+    assert.deepEqual(opens.b.map((e) => e['channel']).sort((p, q) => Number(p) - Number(q)), [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(opens.b.map((e) => e['login']).sort(), ['scrypt', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared']);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('eight-channels-resumed: eight channels of a later migration all resume, open and carry data', async () => {
+  const c = await start();
+  try {
+    await warmed(c);
+    const opens = await channels(c, 8);
+    assert.equal(new Set(opens.a.map((e) => e['session'])).size, 1, 'one migration session');
+    assert.ok(opens.a.every((e) => e['tlsResumed'] === true), 'every channel resumed on the client');
+    assert.ok(opens.b.every((e) => e['tlsResumed'] === true && e['login'] === 'recent'), 'and on the server');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('revoked-after-reload: a client revoked by a CRL reload is refused although it holds a session ticket', async () => {
+  // Own PKI: this test revokes host-a.
+  const own = await makeTestPki(join(dir, `pki-${n++}`));
+  const c = await start(own.hostA, own.hostB);
+  try {
+    await warmed(c);
+    await revokeCertificate({ caDir: own.caDir, certPath: join(own.hostA, 'client-cert.pem'), reason: 'keyCompromise' });
+    await publishCrl({ caDir: own.caDir, to: own.hostB });
+    assert.equal(await c.pair.b.reload(), undefined);
+    const r = await refused(c);
+    assert.equal(r.b['cause'], 'tls-cert-revoked', String(r.b['msg']));
+    assert.equal(r.a['cause'], 'tls-cert-revoked', String(r.a['msg']));
+  } finally {
+    await c.stop();
+  }
+});
+
+test('password-changed-after-reload: the recent login of the old password does not survive a credential reload', async () => {
+  const c = await start();
+  try {
+    await warmed(c);
+    const storePath = join(c.pair.dir, 'users.json');
+    const store = await CredentialStore.load(storePath);
+    await store.setPassword('migrate', 'a-new-password-the-route-does-not-know');
+    await store.save(storePath);
+    assert.equal(await c.pair.b.reload(), undefined);
+    const r = await refused(c);
+    assert.equal(r.b['cause'], 'auth-failed');
+    assert.equal(r.a['cause'], 'auth-failed');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('allow-list-reload: a peer taken off the allow-list is refused on a resumed session', async () => {
+  const c = await start();
+  try {
+    await warmed(c);
+    const cfg = c.pair.configFiles.b;
+    await writeFile(cfg, (await readFile(cfg, 'utf8')).replace('peer: host-a', 'peer: host-z'));
+    assert.equal(await c.pair.b.reload(), undefined);
+    const r = await refused(c);
+    assert.equal(r.b['cause'], 'target-forbidden');
+    assert.equal(r.a['cause'], 'target-forbidden');
+  } finally {
+    await c.stop();
+  }
+});
+
+const reloads = [
+  ['server-reload-new-ticket-keys', 'b', 'the server draws new ticket keys'],
+  ['client-reload-forgets-tickets', 'a', 'the route gateway forgets its tickets'],
+] as const;
+for (const [name, side, why] of reloads) {
+  test(`${name}: after host-${side} reloads, the next channel is a full handshake (${why})`, async () => {
+    const c = await start();
+    try {
+      await warmed(c);
+      assert.equal(await c.pair[side].reload(), undefined);
+      const next = await channels(c, 1);
+      assert.equal(next.a[0]?.['tlsResumed'], false);
+      assert.equal(next.b[0]?.['tlsResumed'], false);
+      if (side === 'b') assert.equal(next.b[0]?.['login'], 'scrypt', 'the reloaded store remembers no login');
+    } finally {
+      await c.stop();
+    }
+  });
+}
