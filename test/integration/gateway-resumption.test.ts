@@ -139,7 +139,10 @@ test('eight-channels-cold: eight channels opened at once on a fresh pair share o
     const opens = await channels(c, 8);
     assert.equal(new Set(opens.a.map((e) => e['session'])).size, 1, 'one migration session');
     assert.deepEqual(opens.b.map((e) => e['channel']).sort((p, q) => Number(p) - Number(q)), [0, 1, 2, 3, 4, 5, 6, 7]);
-    assert.deepEqual(opens.b.map((e) => e['login']).sort(), ['scrypt', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared', 'shared']);
+    const logins = opens.b.map((e) => e['login']);
+    // Logins that arrive while the first scrypt runs share it; on a busy machine some arrive after it and find it recent.
+    assert.equal(logins.filter((l) => l === 'scrypt').length, 1, `one scrypt run for eight channels: ${logins.join(', ')}`);
+    assert.ok(logins.every((l) => l === 'scrypt' || l === 'shared' || l === 'recent'), logins.join(', '));
   } finally {
     await c.stop();
   }
