@@ -50,6 +50,8 @@ export interface GatewayStartOptions {
   readonly env?: Readonly<Record<string, string>>;
   /** Another build's CLI entry (main.js) instead of `CLI_PATH`: the bench compares builds with it. */
   readonly cli?: string;
+  /** A command that runs the gateway, e.g. `setpriv --reuid=65534 ... --` (it must exec, so the pid stays the gateway's). */
+  readonly wrap?: readonly string[];
 }
 
 type LogWaiter = () => void;
@@ -107,7 +109,7 @@ export class GatewayProcess {
   /** Spawns the gateway and waits for its "ready" log line. On failure the process is killed. */
   static async start(options: GatewayStartOptions): Promise<GatewayProcess> {
     const name = options.name ?? 'gateway';
-    const cliArgs = [process.execPath, options.cli ?? CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
+    const cliArgs = [...(options.wrap ?? []), process.execPath, options.cli ?? CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
     const argv = options.netns === undefined ? cliArgs : ['ip', 'netns', 'exec', options.netns, ...cliArgs];
     const [command, ...args] = argv as [string, ...string[]];
     const child = spawn(command, args, {
