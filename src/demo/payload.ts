@@ -68,8 +68,8 @@ export interface PayloadSink {
   close(): Promise<void>;
 }
 
-/** A loopback TCP server that exchanges payloads with each connection (replyBytes back). */
-export async function startSink(replyBytes = 0): Promise<PayloadSink> {
+/** A loopback TCP server on `port` (0: any) that exchanges payloads with each connection (replyBytes back). */
+export async function startSink(replyBytes = 0, port = 0): Promise<PayloadSink> {
   const transfers: Array<Promise<Transfer>> = [];
   const waiters: Array<(t: Promise<Transfer>) => void> = [];
   let taken = 0;
@@ -80,12 +80,12 @@ export async function startSink(replyBytes = 0): Promise<PayloadSink> {
     transfers.push(t);
     waiters.shift()?.(t);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
+  const bound = typeof address === 'object' && address ? address.port : 0;
   return {
     server,
-    port,
+    port: bound,
     transfers,
     next() {
       const i = taken++;
