@@ -41,15 +41,15 @@ const HANDSHAKE_TIMEOUT_MS = 3_000;
 const CHANNEL_ORDER_TIMEOUT_MS = 1_500;
 
 /** A target listener that only counts: no hostile case may ever reach it. */
-interface CountingTarget {
+interface AcceptCounter {
   server: Server;
   port: number;
   accepted: number;
   sockets: Socket[];
 }
 
-async function countingTarget(): Promise<CountingTarget> {
-  const t: CountingTarget = { server: createServer(), port: 0, accepted: 0, sockets: [] };
+async function acceptCounter(): Promise<AcceptCounter> {
+  const t: AcceptCounter = { server: createServer(), port: 0, accepted: 0, sockets: [] };
   t.server.on('connection', (s: Socket) => {
     t.accepted += 1;
     t.sockets.push(s);
@@ -119,8 +119,8 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
   let logs: CapturedLogs;
   let pair: LocalPair;
   let sink: PayloadSink;
-  let probe: CountingTarget;
-  let replay: CountingTarget;
+  let probe: AcceptCounter;
+  let replay: AcceptCounter;
   let port: number;
   let transfer: { sender: ReturnType<typeof pacedSender>; returned: Promise<{ digest: string; bytes: number }> };
 
@@ -130,8 +130,8 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     pki = await makeTestPki(join(dir, 'pki'));
     logs = captureLogs('info');
     sink = await startSink(16 * 1024 * 1024);
-    probe = await countingTarget();
-    replay = await countingTarget();
+    probe = await acceptCounter();
+    replay = await acceptCounter();
     pair = await startLocalPair({
       dir: join(dir, 'pair'),
       targetConnect: `tcp:127.0.0.1:${sink.port}`,
