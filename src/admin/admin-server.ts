@@ -1,4 +1,3 @@
-import { chmod, chown } from 'node:fs/promises';
 import type { Server, Socket } from 'node:net';
 import { VmgateError, messageOf } from '../errors.js';
 import { listenLocal } from '../gateway/local-socket.js';
@@ -19,10 +18,7 @@ export interface AdminSocketOptions {
  * and gets one JSON response line.
  */
 export async function startAdminSocket(o: AdminSocketOptions, handle: AdminHandler, log: Logger): Promise<Server> {
-  const server = await listenLocal({ kind: 'unix', path: o.path }, (s) => serve(s, handle, log));
-  await chmod(o.path, o.gid === undefined ? 0o600 : 0o660);
-  if (o.gid !== undefined) await chown(o.path, process.getuid?.() ?? 0, o.gid);
-  return server;
+  return listenLocal({ kind: 'unix', path: o.path }, (s) => serve(s, handle, log), o.gid);
 }
 
 function serve(s: Socket, handle: AdminHandler, log: Logger): void {

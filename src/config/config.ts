@@ -58,4 +58,6 @@ export interface RouteConfig {
   user: string;
   passwordFile: string;
   connectTimeoutMs: number;
+  /** Group allowed to connect to a unix `listen` socket (mode 0660); undefined: 0600. */
+  socketGroup: string | number | undefined;
 }

@@ -175,5 +175,6 @@ function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: s
     user: raw.user,
     passwordFile: abs(raw.passwordFile),
     connectTimeoutMs: raw.connectTimeoutMs,
+    socketGroup: raw.socketGroup,
   };
 }

@@ -41,6 +41,8 @@ export const routeSchema = z.object({
   passwordFile: path,
   unsafeAllowNonLoopback: z.boolean().default(false),
   connectTimeoutMs: ms(100, 120_000).default(10_000),
+  /** For a unix `listen`: the group QEMU runs in may connect (socket mode 0660); otherwise 0600. */
+  socketGroup: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
 }).strict();
 
 export const tlsSchema = z.object({

@@ -1,4 +1,4 @@
-import { lstat, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { formatEndpoint, type LocalEndpoint } from '../config/endpoint.js';
 import { VmgateError, messageOf, systemCode } from '../errors.js';
@@ -31,8 +31,13 @@ export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promis
  * Listens on a local endpoint for QEMU. Connections arrive paused: nothing is
  * read from QEMU until the channel to the peer is open. A stale unix socket
  * file from a previous run is replaced; any other file in the way is an error.
+ *
+ * A unix socket is mode 0600 (only the gateway's user may connect), or 0660
+ * owned by group `gid` (the group QEMU runs in): that file permission is what
+ * makes a unix socket safer than loopback TCP, which every local process can
+ * reach.
  */
-export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Socket) => void): Promise<Server> {
+export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Socket) => void, gid?: number): Promise<Server> {
   if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
@@ -40,6 +45,15 @@ export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Soc
     if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, resolve);
     else server.listen(endpoint.path, resolve);
   });
+  if (endpoint.kind === 'unix') {
+    try {
+      await chmod(endpoint.path, gid === undefined ? 0o600 : 0o660);
+      if (gid !== undefined) await chown(endpoint.path, process.getuid?.() ?? 0, gid);
+    } catch (e: unknown) {
+      server.close();
+      throw new VmgateError('config-invalid', `cannot set the permissions of unix:${endpoint.path}: ${messageOf(e)}`, { cause: e });
+    }
+  }
   return server;
 }
 

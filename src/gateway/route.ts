@@ -10,6 +10,7 @@ import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
 import { logChannelEnd, mib } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
+import { groupId } from '../util/group-id.js';
 import { listenLocal } from './local-socket.js';
 import { PeerClient } from './peer-client.js';
 import { RouteSessions } from './route-sessions.js';
@@ -58,7 +59,9 @@ export class Route {
   }
 
   async listen(): Promise<void> {
-    this.server = await listenLocal(this.deps.config.listen, (s) => void this.onLocal(s));
+    const group = this.deps.config.socketGroup;
+    const gid = group === undefined ? undefined : await groupId(group, `routes.${this.name}.socketGroup`);
+    this.server = await listenLocal(this.deps.config.listen, (s) => void this.onLocal(s), gid);
   }
 
   /** Where QEMU should migrate to (for tcp endpoints on port 0, the real port). */

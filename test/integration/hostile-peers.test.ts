@@ -9,9 +9,10 @@
  * - no connection is ever made to a target (listeners that count accepts);
  * and at the end the concurrent transfer arrives intact in both directions.
  *
- * Certificate refusals already shown through a route in
- * gateway-refusals.test.ts (no certificate, other CA, revoked, wrong password,
- * unknown user, forbidden or unknown target) are not repeated here.
+ * The refusals gateway-refusals.test.ts shows through a route (no
+ * certificate, other CA, revoked, wrong password, unknown user, forbidden
+ * target) appear here once more as one row each, for the concurrent-transfer
+ * guarantee only.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -147,6 +148,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
         const allow = [{ peer: 'host-a', user: USER }];
         server.targets['probe'] = { connect: `tcp:127.0.0.1:${probe.port}`, allow };
         server.targets['replay'] = { connect: `tcp:127.0.0.1:${replay.port}`, allow };
+        server.targets['guarded'] = { connect: `tcp:127.0.0.1:${probe.port}`, allow: [{ peer: 'host-z', user: USER }] };
       },
     });
     port = pair.b.serverAddress()?.port ?? 0;
@@ -236,6 +238,9 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     { name: 'self-signed-client-cert', server: 'tls-verify-failed', client: 'frame:tls-verify-failed', run: ctl(() => undefined, () => pki.selfSigned) },
     { name: 'expired-client-cert', server: 'tls-cert-expired', client: 'frame:tls-cert-expired', run: ctl(() => undefined, () => pki.expired) },
     { name: 'server-only-cert-as-client', server: 'tls-bad-usage', client: 'frame:tls-bad-usage', run: ctl(() => undefined, () => pki.serverOnly) },
+    { name: 'no-client-cert', server: 'tls-no-client-cert', client: 'frame:tls-no-client-cert', run: async () => seen(await controlProbe({ port }, () => undefined)) },
+    { name: 'other-ca-client-cert', server: 'tls-verify-failed', client: 'frame:tls-verify-failed', run: ctl(() => undefined, () => pki.otherCaHost) },
+    { name: 'revoked-client-cert', server: 'tls-cert-revoked', client: 'frame:tls-cert-revoked', run: ctl(() => undefined, () => pki.revoked) },
     // --- after TLS, before login
     { name: 'garbage-ascii', server: 'frame-oversize', client: 'frame:frame-oversize', run: ctl((c) => void c.tls.write('lorem ipsum dolor sit amet')) },
     { name: 'garbage-body-not-utf8', server: 'frame-malformed', client: 'frame:frame-malformed', run: ctl((c) => void c.tls.write(Buffer.concat([header(5, 1), Buffer.from([0xff, 0xfe, 0xfd, 0xfc])]))) },
@@ -251,6 +256,8 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     { name: 'sasl-user-256-bytes', server: 'auth-failed', client: 'frame:auth-failed', run: sendAuth(Buffer.from(`\0${'u'.repeat(256)}\0${PASSWORD}`)) },
     { name: 'sasl-password-1025-bytes', server: 'auth-failed', client: 'frame:auth-failed', run: sendAuth(Buffer.from(`\0${USER}\0${'p'.repeat(1025)}`)) },
     { name: 'sasl-response-over-4096-bytes', server: 'frame-malformed', client: 'frame:frame-malformed', run: sendAuth(Buffer.alloc(5000, 0x61)) },
+    { name: 'sasl-wrong-password', server: 'auth-failed', client: 'frame:auth-failed', run: sendAuth(Buffer.from(`\0${USER}\0not-the-password`)) },
+    { name: 'sasl-unknown-user', server: 'auth-failed', client: 'frame:auth-failed', run: sendAuth(Buffer.from(`\0nobody\0${PASSWORD}`)) },
     {
       name: 'sasl-other-mechanism',
       server: 'auth-mechanism',
@@ -266,6 +273,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     { name: 'target-absolute-path', server: 'frame-malformed', client: 'frame:frame-malformed', run: authed((c) => void c.tls.write(openFrame('/etc/passwd'))) },
     { name: 'target-host-port', server: 'frame-malformed', client: 'frame:frame-malformed', run: authed((c) => void c.tls.write(openFrame(`127.0.0.1:${22}`))) },
     { name: 'target-endpoint-syntax', server: 'frame-malformed', client: 'frame:frame-malformed', run: authed((c) => void c.tls.write(openFrame(`tcp:127.0.0.1:${probe.port}`))) },
+    { name: 'target-not-allowed', server: 'target-forbidden', client: 'frame:target-forbidden', run: authed((c) => void c.tls.write(openFrame('guarded'))) },
     { name: 'target-other-port-name', server: 'target-unknown', client: 'frame:target-unknown', run: authed((c) => void c.tls.write(openFrame('probe-22'))) },
     { name: 'open-out-of-order', server: 'channel-order', client: 'frame:channel-order', run: authed((c) => void c.tls.write(openFrame('probe', 1))) },
     { name: 'hello-again-after-login', server: 'protocol-violation', client: 'frame:protocol-violation', run: authed((c) => void c.tls.write(Buffer.concat([encodeFrame(MessageType.HELLO, { versions: [1] }), openFrame('probe')]))) },
