@@ -12,13 +12,10 @@ import { after, before, describe, test } from 'node:test';
 import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startProcessPair, type ProcessPair } from '../helpers/process-pair.js';
-import { requireTool } from '../helpers/require-tool.js';
+import { AS_NOBODY, NOBODY, requireRootWithSetpriv } from '../helpers/unprivileged.js';
 
-/** nobody:nogroup on Debian. */
-const UID = 65534;
-const GID = 65534;
-/** setpriv (util-linux) drops uid, gid, groups, every capability set and sets no_new_privs, then execs. */
-const UNPRIVILEGED = ['setpriv', `--reuid=${UID}`, `--regid=${GID}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--'];
+const UID = NOBODY;
+const GID = NOBODY;
 
 async function chownTree(path: string): Promise<void> {
   await chown(path, UID, GID);
@@ -45,13 +42,12 @@ describe('gateway as an unprivileged user', { timeout: 120_000 }, () => {
   let pair: ProcessPair;
 
   before(async () => {
-    requireTool('setpriv', 'util-linux');
-    assert.equal(process.getuid?.(), 0, 'this test drops privileges, so it must start as root (as .ci/run does)');
+    requireRootWithSetpriv();
     dir = await mkdtemp(join(tmpdir(), 'vmgate-unpriv-'));
     pki = await makeTestPki(join(dir, 'pki'));
     sink = await startSink(4 << 20);
     // The gateway's files belong to its own user, keys still 0600 (as deploy/README.md says).
-    pair = await startProcessPair({ dir, pki, password: 'unprivileged-pw-5b1e', targetPort: sink.port, wrap: UNPRIVILEGED, beforeStart: () => chownTree(dir) });
+    pair = await startProcessPair({ dir, pki, password: 'unprivileged-pw-5b1e', targetPort: sink.port, wrap: AS_NOBODY, beforeStart: () => chownTree(dir) });
   });
 
   after(async () => {

@@ -14,9 +14,7 @@ import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { makeTestPki } from '../helpers/pki.js';
-import { requireTool } from '../helpers/require-tool.js';
-
-const NOBODY = 65534;
+import { AS_NOBODY, NOBODY, requireRootWithSetpriv } from '../helpers/unprivileged.js';
 
 /** Connects as nobody:nogroup (no capability) to `target` (a unix path or a TCP port) and says what happened. */
 function connectAsNobody(target: string | number): Promise<string> {
@@ -25,7 +23,7 @@ function connectAsNobody(target: string | number): Promise<string> {
     const s = require('node:net').connect(/^\\d+$/.test(t) ? { host: '127.0.0.1', port: Number(t) } : { path: t });
     s.on('connect', () => { s.write('QEVM from another local user'); console.log('connected'); setTimeout(() => process.exit(0), 500); });
     s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
-  const argv = ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs', '--', process.execPath, '-e', script, String(target)];
+  const argv = [...AS_NOBODY, process.execPath, '-e', script, String(target)];
   // Async: the gateways under test live in this process.
   return new Promise((resolve) => execFile(argv[0] ?? 'setpriv', argv.slice(1), { timeout: 15_000 }, (_e, stdout) => resolve(stdout.trim())));
 }
@@ -38,8 +36,7 @@ describe('local users and the route listener', { timeout: 120_000 }, () => {
   let pair: LocalPair;
 
   before(async () => {
-    requireTool('setpriv', 'util-linux');
-    assert.equal(process.getuid?.(), 0, 'this test switches to another user, so it must start as root (as .ci/run does)');
+    requireRootWithSetpriv();
     dir = await mkdtemp(join(tmpdir(), 'vmgate-local-user-'));
     // A directory every user may enter: only the socket's own mode may keep them out.
     sockets = await mkdtemp(join(tmpdir(), 'vmgate-sockets-'));
