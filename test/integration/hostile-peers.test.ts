@@ -21,6 +21,7 @@ import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ControlChannel } from '../../src/control/control-channel.js';
@@ -40,6 +41,8 @@ const USER = 'migrate';
 /** Short deadlines so the slow cases end quickly; both are well above what an honest set-up takes. */
 const HANDSHAKE_TIMEOUT_MS = 3_000;
 const CHANNEL_ORDER_TIMEOUT_MS = 1_500;
+/** Small, so that a test can fill it with idle authenticated channels. */
+const MAX_CHANNELS = 4;
 
 /** A target listener that only counts: no hostile case may ever reach it. */
 interface AcceptCounter {
@@ -122,6 +125,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
   let sink: PayloadSink;
   let probe: AcceptCounter;
   let replay: AcceptCounter;
+  let idle: AcceptCounter;
   let port: number;
   let transfer: { sender: ReturnType<typeof pacedSender>; returned: Promise<{ digest: string; bytes: number }> };
 
@@ -133,6 +137,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     sink = await startSink(16 * 1024 * 1024);
     probe = await acceptCounter();
     replay = await acceptCounter();
+    idle = await acceptCounter();
     pair = await startLocalPair({
       dir: join(dir, 'pair'),
       targetConnect: `tcp:127.0.0.1:${sink.port}`,
@@ -145,9 +150,11 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
         const server = c['server'] as Record<string, unknown> & { targets: Record<string, unknown> };
         server['handshakeTimeoutMs'] = HANDSHAKE_TIMEOUT_MS;
         server['channelOrderTimeoutMs'] = CHANNEL_ORDER_TIMEOUT_MS;
+        server['maxChannels'] = MAX_CHANNELS;
         const allow = [{ peer: 'host-a', user: USER }];
         server.targets['probe'] = { connect: `tcp:127.0.0.1:${probe.port}`, allow };
         server.targets['replay'] = { connect: `tcp:127.0.0.1:${replay.port}`, allow };
+        server.targets['idle'] = { connect: `tcp:127.0.0.1:${idle.port}`, allow };
         server.targets['guarded'] = { connect: `tcp:127.0.0.1:${probe.port}`, allow: [{ peer: 'host-z', user: USER }] };
       },
     });
@@ -159,7 +166,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
 
   after(async () => {
     await pair?.stop();
-    for (const t of [probe, replay]) {
+    for (const t of [probe, replay, idle]) {
       for (const s of t?.sockets ?? []) s.destroy();
       await new Promise((r) => t?.server.close(r));
     }
@@ -290,6 +297,35 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
       assert.deepEqual(logs.find({ gateway: 'host-b', event: 'channel-open' }, from), [], 'a channel was opened');
     });
   }
+
+  test('channels-past-max-channels: idle authenticated channels fill server.maxChannels, the next OPEN is refused busy and reaches no target', async () => {
+    const held: TLSSocket[] = [];
+    try {
+      // The concurrent transfer holds one channel already.
+      const free = MAX_CHANNELS - pair.b.channels.size;
+      assert.ok(free > 0);
+      for (let i = 0; i < free; i++) {
+        const s = await tlsDial({ port, dir: pki.hostA });
+        held.push(s);
+        const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPENED]);
+        await logIn({ tls: s, ctrl }, USER, PASSWORD);
+        s.write(openFrame('idle'));
+        await ctrl.expect(MessageType.OPENED);
+      }
+      assert.equal(idle.accepted, free);
+      const from = logs.mark();
+      const refused = await controlProbe({ port, dir: pki.hostA }, async (c) => {
+        await logIn(c, USER, PASSWORD);
+        c.tls.write(openFrame('idle'));
+      });
+      assert.equal(seen(refused), 'frame:busy', refused.message);
+      const line = await logs.waitFor({ gateway: 'host-b', event: 'channel-refused', cause: 'busy' }, 10_000, from);
+      assert.match(String(line['msg']), /maxChannels/);
+      assert.equal(idle.accepted, free, 'the refused OPEN must not reach the target');
+    } finally {
+      for (const s of held) s.destroy();
+    }
+  });
 
   test('hostile-replayed-open: a second OPEN for a live channel is a protocol-violation and reaches no target', async () => {
     const session = randomBytes(16).toString('hex');
