@@ -34,12 +34,9 @@ function failed(r: VerifyReport): string[] {
   return r.findings.filter((f) => f.level === 'error').map((f) => f.check);
 }
 
-test('fixtures: makeTestPki builds every dir, with native key generation', async (t) => {
-  // Ten 2048-bit keys: about 1-2 s on an idle 2-core machine, all of it native
-  // RSA generation. Pure-JavaScript generation would take tens of seconds; the
-  // bound leaves room for a loaded CI machine.
+test('fixtures: makeTestPki builds every dir', async (t) => {
+  // Native key generation is proven in pki-ca.test.ts (keygen-native); the time is only reported.
   t.diagnostic(`makeTestPki took ${Math.round(fixtureMs)} ms`);
-  assert.ok(fixtureMs < 10_000, `makeTestPki took ${Math.round(fixtureMs)} ms`);
   for (const dir of [pki.hostA, pki.hostB, pki.revoked, pki.otherCaHost, pki.expired, pki.serverOnly, pki.selfSigned]) {
     for (const f of ['ca-cert.pem', 'server-cert.pem', 'server-key.pem', 'client-cert.pem', 'client-key.pem']) await stat(join(dir, f));
   }
