@@ -110,3 +110,16 @@ test('non-loopback-metrics-listener-needs-the-unsafe-option', () => {
 test('bad-metrics-address-is-explained', () => {
   assert.match(problems(`${valid}metrics:\n  listen: "9464"\n`), /metrics\.listen: got "9464"; expected HOST:PORT/);
 });
+
+test('route-socket-group-and-handshake-caps-resolve-with-defaults', () => {
+  const c = parseConfig(valid.replace('passwordFile: /etc/vmgate/to-b.password', 'passwordFile: /etc/vmgate/to-b.password\n    socketGroup: kvm'), FILE);
+  assert.equal(c.routes[0]?.socketGroup, 'kvm');
+  assert.equal(c.server?.maxHandshakes, 64);
+  assert.equal(c.server?.maxHandshakesPerAddress, 16);
+  assert.equal(parseConfig(valid, FILE).routes[0]?.socketGroup, undefined, 'no group: the socket is 0600');
+});
+
+test('bad-socket-group-and-per-address-cap-are-named', () => {
+  assert.match(problems(valid.replace('passwordFile: /etc/vmgate/to-b.password', 'passwordFile: /etc/vmgate/to-b.password\n    socketGroup: -1')), /routes\.to-b\.socketGroup: got -1/);
+  assert.match(problems(valid.replace('listen: 0.0.0.0:7443', 'listen: 0.0.0.0:7443\n  maxHandshakesPerAddress: 0')), /server\.maxHandshakesPerAddress: got 0/);
+});
