@@ -18,6 +18,8 @@ export interface BenchOptions {
   docs: boolean;
   /** Another build's dist/src/cli/main.js, measured as path "vmgate-baseline" in the synthetic streams. */
   baselineCli: string | undefined;
+  /** Directory for V8 CPU profiles of the vmgate processes. */
+  cpuProf: string | undefined;
   argv: string;
 }
 
@@ -59,12 +61,13 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     .option('--only <sections>', `comma-separated subset of: ${SECTIONS.join(', ')}`, sections, [...SECTIONS])
     .option('--out-dir <dir>', 'where the JSON results go', defaultOutDir)
     .option('--baseline-cli <main.js>', 'also measure another build (its dist/src/cli/main.js) as "vmgate-baseline", to see what a change bought')
+    .option('--cpu-prof <dir>', 'write V8 CPU profiles of the vmgate gateways (node --cpu-prof) into this directory')
     .option('--no-docs', 'do not rewrite the results section of docs/performance.md')
     .exitOverride();
   program.parse([...argv], { from: 'user' });
   const o = program.opts<{
     runs: number; size: number; guestMib: number; multifdReliability: number; workers: number;
-    handshakeChannels: number; idleChannels: number; growthSize: number; only: Section[]; outDir: string; docs: boolean; baselineCli?: string;
+    handshakeChannels: number; idleChannels: number; growthSize: number; only: Section[]; outDir: string; docs: boolean; baselineCli?: string; cpuProf?: string;
   }>();
   if (o.runs < 1) throw new InvalidArgumentError('--runs must be at least 1');
   return {
@@ -80,6 +83,7 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     outDir: o.outDir,
     docs: o.docs,
     baselineCli: o.baselineCli,
+    cpuProf: o.cpuProf,
     argv: argv.join(' '),
   };
 }

@@ -57,8 +57,9 @@ async function main(o: BenchOptions): Promise<void> {
   try {
     const direct = directPath;
     const stunnel = missingStunnel ? undefined : stunnelPath(fx);
-    const vmgate = vmgatePath(fx, { workers: 1, workersPaths });
-    const vmgateN = workersAvailable ? vmgatePath(fx, { workers: o.workers, workersPaths }) : undefined;
+    const prof = o.cpuProf === undefined ? {} : { cpuProfDir: o.cpuProf };
+    const vmgate = vmgatePath(fx, { workers: 1, workersPaths, ...prof });
+    const vmgateN = workersAvailable ? vmgatePath(fx, { workers: o.workers, workersPaths, ...prof }) : undefined;
     const baseline = o.baselineCli === undefined ? undefined : vmgatePath(fx, { workers: 1, workersPaths, cli: o.baselineCli, name: 'vmgate-baseline' });
     const three = [direct, stunnel, vmgate].filter((p): p is PathSpec => p !== undefined);
     const gateways = [stunnel, vmgate].filter((p): p is PathSpec => p !== undefined);

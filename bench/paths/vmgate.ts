@@ -18,12 +18,17 @@ export interface VmgatePathOptions {
   cli?: string;
   /** Path name; default vmgate, or vmgate-wN with workers. */
   name?: string;
+  /** Write V8 CPU profiles of both gateways here (node --cpu-prof). */
+  cpuProfDir?: string;
 }
 
 export function vmgatePath(fx: Fixture, o: VmgatePathOptions): PathSpec {
   let count = 0;
   const name = o.name ?? (o.workers === 1 ? 'vmgate' : `vmgate-w${o.workers}`);
-  const cli = o.cli === undefined ? {} : { cli: o.cli };
+  const cli = {
+    ...(o.cli === undefined ? {} : { cli: o.cli }),
+    ...(o.cpuProfDir === undefined ? {} : { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] }),
+  };
   return {
     name,
     kind: 'vmgate',

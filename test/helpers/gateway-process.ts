@@ -52,6 +52,8 @@ export interface GatewayStartOptions {
   readonly cli?: string;
   /** A command that runs the gateway, e.g. `setpriv --reuid=65534 ... --` (it must exec, so the pid stays the gateway's). */
   readonly wrap?: readonly string[];
+  /** Node flags before the CLI path (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  readonly nodeArgs?: readonly string[];
 }
 
 type LogWaiter = () => void;
@@ -109,7 +111,7 @@ export class GatewayProcess {
   /** Spawns the gateway and waits for its "ready" log line. On failure the process is killed. */
   static async start(options: GatewayStartOptions): Promise<GatewayProcess> {
     const name = options.name ?? 'gateway';
-    const cliArgs = [...(options.wrap ?? []), process.execPath, options.cli ?? CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
+    const cliArgs = [...(options.wrap ?? []), process.execPath, ...(options.nodeArgs ?? []), options.cli ?? CLI_PATH, 'run', '--config', options.configPath, ...(options.extraArgs ?? [])];
     const argv = options.netns === undefined ? cliArgs : ['ip', 'netns', 'exec', options.netns, ...cliArgs];
     const [command, ...args] = argv as [string, ...string[]];
     const child = spawn(command, args, {
