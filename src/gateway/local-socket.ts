@@ -2,13 +2,24 @@ import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { formatEndpoint, type LocalEndpoint } from '../config/endpoint.js';
 import { VmgateError, messageOf, systemCode } from '../errors.js';
+import { READ_BUFFER_BYTES, READ_BUFFERS_IN_FLIGHT, RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
+import { ReusedBufferReader } from '../relay/reused-buffer-reader.js';
+
+/** A connection to a local target, read through reused buffers (hand `reader` to the Relay). */
+export interface LocalConnection {
+  socket: Socket;
+  reader: ReusedBufferReader;
+}
 
 /** Connects to a local QEMU (target) endpoint. Never used to probe: a connection IS a migration stream. */
-export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promise<Socket> {
+export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promise<LocalConnection> {
   return new Promise((resolve, reject) => {
+    const reader = new ReusedBufferReader(READ_BUFFER_BYTES, READ_BUFFERS_IN_FLIGHT);
+    // net.Socket hands its options to stream.Duplex, which takes highWaterMark; @types/node 20 does not list it.
+    const tuning = { allowHalfOpen: true, highWaterMark: RELAY_HIGH_WATER_MARK, onread: reader.onread };
     const socket = endpoint.kind === 'tcp'
-      ? createConnection({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true })
-      : createConnection({ path: endpoint.path, allowHalfOpen: true });
+      ? createConnection({ host: endpoint.host, port: endpoint.port, ...tuning })
+      : createConnection({ path: endpoint.path, ...tuning });
     socket.pause();
     const timer = setTimeout(() => fail(new Error(`no connection within ${timeoutMs} ms`)), timeoutMs);
     const fail = (e: unknown): void => {
@@ -22,7 +33,7 @@ export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promis
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', fail);
-      resolve(socket);
+      resolve({ socket, reader });
     });
   });
 }
@@ -39,7 +50,7 @@ export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promis
  */
 export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Socket) => void, gid?: number): Promise<Server> {
   if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
-  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, onConnection);
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: RELAY_HIGH_WATER_MARK }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new VmgateError('config-invalid', `cannot listen on ${formatEndpoint(endpoint)}: ${messageOf(e)}`, { cause: e })));
     if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, resolve);

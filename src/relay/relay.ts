@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
+import type { ReusedBufferReader } from './reused-buffer-reader.js';
 
 /**
  * The data phase of one channel: raw bytes both ways between the local QEMU
@@ -13,6 +14,8 @@ import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js
  *   after everything before it is written; the other direction keeps flowing.
  * - Anything abnormal (error, reset, abort) tears down both legs at once, the
  *   local one with a TCP RST where possible so QEMU sees an error, not EOF.
+ * - Nothing is allocated per chunk: the listeners and callbacks of a
+ *   direction are made once (docs/performance.md says what that bought).
  */
 
 export interface RelayCounters {
@@ -36,6 +39,8 @@ export interface RelayOptions {
   closeGraceMs: number;
   /** Bytes that arrived from the peer behind the last control frame. */
   initialFromPeer?: Buffer;
+  /** The local socket was created with this reader's `onread`: its data comes from the reader, not 'data' events. */
+  localReader?: ReusedBufferReader;
 }
 
 export class Relay {
@@ -61,8 +66,8 @@ export class Relay {
       this.counters.bytesIn += opts.initialFromPeer.length;
       local.write(opts.initialFromPeer);
     }
-    this.pump(local, peer, 'bytesOut');
-    this.pump(peer, local, 'bytesIn');
+    this.pump(local, peer, 'bytesOut', opts.localReader);
+    this.pump(peer, local, 'bytesIn', undefined);
     local.on('error', (e) => this.abort(this.opts.localCause, `local connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     peer.on('error', (e) => this.abort('peer-reset', `peer connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     local.on('close', () => this.closed('local'));
@@ -87,14 +92,24 @@ export class Relay {
     this.peer.destroy();
   }
 
-  private pump(from: Socket, to: Socket, counter: keyof RelayCounters): void {
+  private pump(from: Socket, to: Socket, counter: keyof RelayCounters, reader: ReusedBufferReader | undefined): void {
     const plainWriter = !(to instanceof TLSSocket);
     let corked = false;
+    let waitingDrain = false;
     const uncork = (): void => {
       corked = false;
       to.uncork();
     };
-    from.on('data', (chunk: Buffer) => {
+    const resume = (): void => {
+      if (!waitingDrain && (reader === undefined || reader.hasRoom())) from.resume();
+    };
+    to.on('drain', () => {
+      if (!waitingDrain) return;
+      waitingDrain = false;
+      resume();
+    });
+    /** Writes one chunk; false when the writer is full (stop reading until 'drain'). */
+    const forward = (chunk: Buffer, written: (() => void) | undefined): boolean => {
       this.counters[counter] += chunk.length;
       // TLS hands decrypted data over one 16 KiB record at a time; batching the
       // plain-side writes of one event-loop turn saves a syscall per record.
@@ -103,11 +118,18 @@ export class Relay {
         to.cork();
         setImmediate(uncork);
       }
-      if (!to.write(chunk)) {
-        from.pause();
-        to.once('drain', () => from.resume());
-      }
-    });
+      if (to.write(chunk, written)) return true;
+      waitingDrain = true;
+      return false;
+    };
+    if (reader !== undefined) {
+      // Returning false stops reading; `resume` restarts it once the writer has drained and a buffer is back.
+      reader.attach((chunk) => forward(chunk, reader.released) && reader.hasRoom(), resume);
+    } else {
+      from.on('data', (chunk: Buffer) => {
+        if (!forward(chunk, undefined)) from.pause();
+      });
+    }
     from.on('end', () => {
       if (corked) uncork();
       to.end();

@@ -1,9 +1,10 @@
 import { isIP, Socket, connect as netConnect } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { HostPort } from '../config/endpoint.js';
 import { formatHostPort } from '../config/endpoint.js';
 import { VmgateError } from '../errors.js';
 import { encodeMessage, MessageType } from '../control/messages.js';
+import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { ALPN_PROTOCOL, type Identity } from './identity.js';
 import { checkResumedPeer } from './resumed-peer.js';
 import type { ServerTicket } from './session-tickets.js';
@@ -83,15 +84,18 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
     o.signal?.addEventListener('abort', onAbort);
     raw.on('error', onError);
     raw.once('connect', () => {
-      tls = tlsConnect({
+      // highWaterMark is a documented tls.connect option that @types/node 20 lacks.
+      const options: ConnectionOptions & { highWaterMark: number } = {
         socket: raw,
         secureContext: o.identity.clientContext,
         ...(o.ticket ? { session: o.ticket.session } : {}),
         ALPNProtocols: [ALPN_PROTOCOL],
         rejectUnauthorized: false, // checked below, so the peer can be told why
+        highWaterMark: RELAY_HIGH_WATER_MARK,
         // half-close: inherited from raw (allowHalfOpen), so a FIN is relayed as a FIN
         ...(isIP(o.peerName) === 0 ? { servername: o.peerName } : {}),
-      });
+      };
+      tls = tlsConnect(options);
       tls.on('error', onError);
       // TLS 1.3 tickets arrive after the handshake; keep only those of a verified server.
       tls.on('session', (session: Buffer) => {
