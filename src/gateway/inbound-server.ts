@@ -326,6 +326,8 @@ export class InboundServer {
  */
 function verifyClient(s: TLSSocket, id: Identity): PeerIdentity {
   const peer = peerIdentity(s);
+  // First, and never after `authorized`: a client that sent no certificate
+  // and resumes its session is reported authorized by Node 20 / OpenSSL.
   if (!peer) throw new VmgateError('tls-no-client-cert', 'the client presented no certificate');
   if (!s.authorized) {
     const e = classifyAuthorizationError(String(s.authorizationError ?? 'unknown'));

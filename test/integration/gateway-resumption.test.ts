@@ -3,8 +3,11 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { CredentialStore } from '../../src/auth/credential-store.js';
+import { FrameDecoder } from '../../src/control/frame-codec.js';
+import { decodeMessage, MessageType } from '../../src/control/messages.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { publishCrl, revokeCertificate } from '../../src/pki/index.js';
@@ -224,6 +227,57 @@ for (const [name, side, why] of reloads) {
       assert.equal(next.a[0]?.['tlsResumed'], false);
       assert.equal(next.b[0]?.['tlsResumed'], false);
       if (side === 'b') assert.equal(next.b[0]?.['login'], 'scrypt', 'the reloaded store remembers no login');
+    } finally {
+      await c.stop();
+    }
+  });
+}
+
+/**
+ * A bare TLS client (not a gateway) at host-b's TLS port: returns the code of
+ * the ERROR frame it is refused with, whether its session was resumed, and
+ * the session ticket the server gave it.
+ */
+async function bareClient(port: number, certDir: string | undefined, session?: Buffer): Promise<{ code: unknown; resumed: boolean; ticket: Buffer | undefined }> {
+  const ca = await readFile(join(pki.hostA, 'ca-cert.pem'));
+  const creds = certDir === undefined ? {} : { cert: await readFile(join(certDir, 'client-cert.pem')), key: await readFile(join(certDir, 'client-key.pem')) };
+  return new Promise((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    const s = tlsConnect({ host: '127.0.0.1', port, ca, servername: 'host-b', ALPNProtocols: ['vmgate/1'], minVersion: 'TLSv1.3', ...creds, ...(session ? { session } : {}) });
+    const dec = new FrameDecoder();
+    let code: unknown;
+    let resumed = false;
+    s.once('secureConnect', () => (resumed = s.isSessionReused()));
+    s.on('session', (t: Buffer) => (ticket = t));
+    s.on('data', (d: Buffer) => {
+      const [f] = dec.push(d);
+      if (f && code === undefined) {
+        const m = decodeMessage(f);
+        code = m.type === MessageType.ERROR ? m.code : `type ${m.type}`;
+      }
+    });
+    // The server closes after its ERROR frame; by then every ticket it sent has arrived.
+    s.on('close', () => resolve({ code, resumed, ticket }));
+    s.on('error', reject);
+  });
+}
+
+const unverified = [
+  ['self-signed', (p: TestPki): string | undefined => p.selfSigned, 'tls-verify-failed'],
+  ['no-certificate', (): string | undefined => undefined, 'tls-no-client-cert'],
+] as const;
+for (const [name, certDir, code] of unverified) {
+  test(`resume-after-refusal-${name}: a client refused at its full handshake is refused again when it resumes with its ticket`, async () => {
+    const c = await start();
+    try {
+      const port = c.pair.b.serverAddress()?.port ?? 0;
+      const first = await bareClient(port, certDir(pki));
+      assert.equal(first.code, code);
+      assert.ok(first.ticket, 'the server issues a ticket before the refusal (TLS completes, then we check)');
+      const again = await bareClient(port, certDir(pki), first.ticket);
+      assert.equal(again.resumed, true, 'the session was resumed: this exercises the resumed path');
+      assert.equal(again.code, code);
+      assert.equal(c.sink.transfers.length, 0);
     } finally {
       await c.stop();
     }
