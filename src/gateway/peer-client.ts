@@ -60,6 +60,8 @@ export class PeerClient {
       await ctrl.expect(MessageType.AUTH_OK);
       return { peer, ctrl, done };
     } catch (e: unknown) {
+      // A refusal may be about the session we resumed (its certificate expired since): retry in full.
+      this.tickets.drop();
       done();
       peer.tls.destroy();
       peer.raw.destroy();
