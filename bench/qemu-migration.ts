@@ -21,7 +21,7 @@ export const PLANS: Record<QemuMode, MigrationPlan> = {
 
 /** Room below the random data (it is loaded at 16 MiB) and a little above it. */
 const GUEST_EXTRA_MIB = 128;
-const MIGRATION_TIMEOUT_MS = 60_000;
+const MIGRATION_TIMEOUT_MS = 30_000;
 
 export interface QemuSample {
   path: string;
