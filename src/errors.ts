@@ -47,6 +47,7 @@ export const ERROR_CODES = {
   'cancelled': 'the channel was cancelled by an operator',
   'shutdown': 'the gateway is shutting down',
   'internal': 'an unexpected internal error',
+  'worker-exited': 'the worker process carrying the channel exited unexpectedly',
   // PKI (src/pki, certs/vmgate-pki)
   'pki-usage': 'the PKI command line was used wrongly',
   'pki-bad-input': 'a PKI option is invalid (name, days, key size, reason, serial)',

@@ -1,5 +1,23 @@
 import type { ChannelEntry } from '../gateway/channel-table.js';
 
+/**
+ * One channel as plain data: what a process can tell another about its
+ * channels (a worker answering the primary, see src/workers) and what the
+ * views below are built from.
+ */
+export type ChannelSnapshot = Omit<ChannelEntry, 'relay'> & {
+  bytesIn: number;
+  bytesOut: number;
+  closing: boolean;
+  /** The process that carries the channel (a worker when `workers` > 1). */
+  pid: number;
+};
+
+export function snapshotOf(e: ChannelEntry): ChannelSnapshot {
+  const { relay, ...rest } = e;
+  return { ...rest, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut, closing: relay.closing, pid: process.pid };
+}
+
 /** What `vmgate sessions` shows: one entry per migration session, with its channels. */
 export interface SessionView {
   session: string;
@@ -19,22 +37,23 @@ export interface ChannelView {
   bytesOut: number;
   ageMs: number;
   state: 'relaying' | 'closing';
+  /** The process that carries the channel. */
+  pid: number;
 }
 
-export function sessionViews(entries: ChannelEntry[], now = Date.now()): SessionView[] {
+export function sessionViews(channels: ChannelSnapshot[], now = Date.now()): SessionView[] {
   const byKey = new Map<string, SessionView>();
-  for (const e of entries) {
+  for (const e of channels) {
     const key = `${e.role}/${e.session}`;
     let v = byKey.get(key);
     if (!v) {
       v = { session: e.session, role: e.role, target: e.target, peer: e.peer, ageMs: 0, bytesIn: 0, bytesOut: 0, channels: [] };
       byKey.set(key, v);
     }
-    const c = e.relay.counters;
-    v.bytesIn += c.bytesIn;
-    v.bytesOut += c.bytesOut;
+    v.bytesIn += e.bytesIn;
+    v.bytesOut += e.bytesOut;
     v.ageMs = Math.max(v.ageMs, now - e.startedAt);
-    v.channels.push({ channel: e.channel, bytesIn: c.bytesIn, bytesOut: c.bytesOut, ageMs: now - e.startedAt, state: e.relay.closing ? 'closing' : 'relaying' });
+    v.channels.push({ channel: e.channel, bytesIn: e.bytesIn, bytesOut: e.bytesOut, ageMs: now - e.startedAt, state: e.closing ? 'closing' : 'relaying', pid: e.pid });
   }
   for (const v of byKey.values()) v.channels.sort((a, b) => a.channel - b.channel);
   return [...byKey.values()].sort((a, b) => b.ageMs - a.ageMs);

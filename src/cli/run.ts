@@ -1,6 +1,7 @@
 import { loadConfig } from '../config/load.js';
 import { Gateway } from '../gateway/gateway.js';
 import { createLogger } from '../log/logger.js';
+import { WorkerPool } from '../workers/primary.js';
 
 /**
  * `vmgate run`: the daemon. SIGHUP reloads files (keeping the last good state
@@ -8,11 +9,16 @@ import { createLogger } from '../log/logger.js';
  * for channel.shutdownGraceMs, then end them with cause `shutdown`; a second
  * SIGTERM/SIGINT ends them at once. Resolves when stopped; rejects with a
  * coded error when the gateway cannot start.
+ *
+ * With `workers` > 1 this process is the primary of a WorkerPool (see
+ * src/workers): the same signals, passed on to every worker.
  */
 export async function runDaemon(configFile: string): Promise<void> {
   const config = await loadConfig(configFile);
   const log = createLogger(config.log.level);
-  const gateway = await Gateway.start(config, log.child({ gateway: config.name }));
+  const gateway = config.workers > 1
+    ? await WorkerPool.start(config, log.child({ gateway: config.name, process: 'primary' }))
+    : await Gateway.start(config, log.child({ gateway: config.name }));
   const onHup = (): void => {
     log.info({ event: 'reloading', signal: 'SIGHUP' }, 'received SIGHUP: reloading certificates, CRL, credentials and allow-lists');
     void gateway.reload();

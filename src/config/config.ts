@@ -11,6 +11,8 @@ export interface Config {
   control: { socket: string; group: string | number | undefined } | undefined;
   /** Prometheus metrics and health endpoints; undefined when off. */
   metrics: { listen: HostPort } | undefined;
+  /** Worker processes; 1 = the single-process gateway. */
+  workers: number;
   log: { level: string };
 }
 

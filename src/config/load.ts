@@ -82,6 +82,7 @@ function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config
     channel: raw.channel,
     control: raw.control ? { socket: abs(raw.control.socket), group: raw.control.group } : undefined,
     metrics: raw.metrics ? resolveMetrics(raw.metrics, problems) : undefined,
+    workers: raw.workers,
     log: raw.log,
   };
 }

@@ -79,6 +79,12 @@ export const configSchema = z.object({
     listen: z.string(),
     unsafeAllowNonLoopback: z.boolean().default(false),
   }).strict().optional(),
+  /**
+   * Worker processes that carry channels (src/workers). 1: everything runs in
+   * one process, as without the key. More: the primary process accepts
+   * every connection and spreads them over this many workers.
+   */
+  workers: z.number().int().min(1, 'a whole number of worker processes, at least 1').max(64, 'at most 64 worker processes').default(1),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   }).strict().default({ level: 'info' }),

@@ -1,21 +1,23 @@
-import type { Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { adminRequestSchema } from '../admin/admin-protocol.js';
 import { startAdminSocket } from '../admin/admin-server.js';
-import { sessionViews } from '../admin/session-view.js';
+import { sessionViews, snapshotOf, type ChannelSnapshot } from '../admin/session-view.js';
 import { CredentialStore } from '../auth/credential-store.js';
 import type { Config, TargetConfig } from '../config/config.js';
 import { formatHostPort } from '../config/endpoint.js';
 import { loadConfig } from '../config/load.js';
-import { VmgateError, messageOf } from '../errors.js';
+import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
-import { startMetricsEndpoint, type MetricsEndpoint } from '../metrics/metrics-endpoint.js';
+import { startMetricsEndpoint, type MetricsEndpoint, type MetricsEndpointDeps } from '../metrics/metrics-endpoint.js';
 import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
 import { groupId } from '../util/group-id.js';
 import { readSecretFile } from '../util/secret-file.js';
 import { ChannelTable } from './channel-table.js';
-import { InboundServer } from './inbound-server.js';
+import type { EndRecord } from './end-records.js';
+import { InboundServer, type PeerNotices } from './inbound-server.js';
 import { Route } from './route.js';
+import type { ChannelOrder } from './session-order.js';
 import { StallWatch } from './stall-watch.js';
 
 const EXPIRY_WARNING_DAYS = 30;
@@ -26,6 +28,19 @@ interface Reloadable {
   credentials: CredentialStore;
   targets: Map<string, TargetConfig>;
   passwords: Map<string, string>;
+}
+
+/**
+ * How a worker process (src/workers) runs a gateway: it listens on nothing
+ * (the primary accepts and hands connections over), and channel order and
+ * ABORT/REPORT lookups span every worker, so they go through the primary.
+ * The control socket, the stall watch and the metrics listener live in the
+ * primary too: the worker's metrics are a registry the primary aggregates.
+ */
+export interface WorkerRole {
+  order: ChannelOrder;
+  notices: PeerNotices;
+  metrics: (deps: MetricsEndpointDeps) => MetricsEndpoint;
 }
 
 /**
@@ -50,12 +65,13 @@ export class Gateway {
     readonly config: Config,
     private readonly log: Logger,
     state: Reloadable,
+    private readonly worker: WorkerRole | undefined,
   ) {
     this.state = state;
   }
 
-  static async start(config: Config, log: Logger): Promise<Gateway> {
-    const gw = await Gateway.load(config, log);
+  static async start(config: Config, log: Logger, worker?: WorkerRole): Promise<Gateway> {
+    const gw = await Gateway.load(config, log, worker);
     try {
       await gw.open();
     } catch (e: unknown) {
@@ -70,15 +86,11 @@ export class Gateway {
    * /readyz says 503 until `open`), but opens no gateway listener yet.
    * `start` is load + open; tests use the two steps to see the gap.
    */
-  static async load(config: Config, log: Logger): Promise<Gateway> {
-    const gw = new Gateway(config, log, await loadReloadable(config));
+  static async load(config: Config, log: Logger, worker?: WorkerRole): Promise<Gateway> {
+    const gw = new Gateway(config, log, await loadReloadable(config), worker);
     gw.warnExpiry();
-    gw.metrics = await startMetricsEndpoint(config.metrics, {
-      channels: gw.channels,
-      identity: gw.state.identity,
-      notReady: () => gw.notReady(),
-      log: log.child({ role: 'metrics' }),
-    });
+    const deps = { channels: gw.channels, identity: gw.state.identity, notReady: () => gw.notReady(), log: log.child({ role: 'metrics' }) };
+    gw.metrics = worker ? worker.metrics(deps) : await startMetricsEndpoint(config.metrics, deps);
     return gw;
   }
 
@@ -103,6 +115,44 @@ export class Gateway {
 
   routeAddress(name: string): string | undefined {
     return this.routes.find((r) => r.name === name)?.address();
+  }
+
+  /** Worker role: serves a connection the primary accepted on the TLS port. */
+  acceptInbound(raw: Socket): void {
+    if (this.server) this.server.accept(raw);
+    else raw.destroy();
+  }
+
+  /** Worker role: carries a local connection the primary accepted on a route and numbered. */
+  async carryLocal(routeName: string, local: Socket, session: string, channel: number): Promise<void> {
+    await this.route(routeName, local).carry(local, session, channel);
+  }
+
+  /** Worker role: tells a route's peer that channels (of a worker that died) ended. */
+  async tellPeer(routeName: string, session: string, channels: number[], code: ErrorCode, message: string): Promise<number> {
+    return this.route(routeName).tellPeer(session, channels, code, message);
+  }
+
+  /** Worker role: the peer's ABORT, for the channels that run in this process. */
+  endPeerChannels(owner: string, session: string, channels: number[], code: ErrorCode, message: string): number {
+    return this.server?.endChannels(owner, session, channels, code, message) ?? 0;
+  }
+
+  /** Worker role: the peer's REPORT, for a channel that ran in this process. */
+  lookupEnd(owner: string, session: string, channel: number): EndRecord | undefined {
+    return this.server?.lookupEnd(owner, session, channel);
+  }
+
+  /** This process's channels as plain data. */
+  snapshot(): ChannelSnapshot[] {
+    return this.channels.list().map(snapshotOf);
+  }
+
+  private route(name: string, local?: Socket): Route {
+    const route = this.routes.find((r) => r.name === name);
+    if (route) return route;
+    local?.resetAndDestroy();
+    throw new VmgateError('config-invalid', `route ${name} is not in this worker's config; restart the gateway after changing routes`);
   }
 
   /**
@@ -158,19 +208,29 @@ export class Gateway {
         targets: () => this.state.targets,
         credentials: () => this.state.credentials,
         log: this.log.child({ role: 'server' }),
+        ...(this.worker ? { order: this.worker.order, notices: this.worker.notices } : {}),
       });
-      await this.server.listen();
+      if (!this.worker) await this.server.listen();
     }
     for (const rc of this.config.routes) {
       const route = new Route({ ...common, config: rc, password: () => this.state.passwords.get(rc.name) ?? '', log: this.log.child({ role: 'route' }) });
       this.routes.push(route);
-      await route.listen();
+      if (!this.worker) await route.listen();
+    }
+    if (this.worker) {
+      this.phase = 'serving';
+      this.log.info({ event: 'worker-ready', identity: subject(this.state.identity) }, `worker ${process.pid} of vmgate ${this.config.name} ready`);
+      return;
     }
     if (this.config.control) {
       const gid = this.config.control.group === undefined ? undefined : await groupId(this.config.control.group);
       this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
     }
-    this.stallWatch = new StallWatch(this.channels, this.config.channel.stallTimeoutMs, this.log);
+    const stallSubject = {
+      snapshot: () => this.snapshot(),
+      endSession: (session: string, message: string) => this.channels.abortAll('stalled', message, session),
+    };
+    this.stallWatch = new StallWatch(stallSubject, this.config.channel.stallTimeoutMs, this.log);
     this.phase = 'serving';
     const metricsAt = this.metrics?.address();
     this.log.info(
@@ -188,22 +248,27 @@ export class Gateway {
     );
   }
 
+  /** What `vmgate status` shows. */
+  status(): Record<string, unknown> {
+    return {
+      name: this.config.name,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      server: this.server && !this.worker ? formatHostPort(this.server.address()) : null,
+      routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
+      targets: [...this.state.targets.keys()],
+      channels: this.channels.size,
+      sessions: sessionViews(this.snapshot()).length,
+      identity: { subject: subject(this.state.identity), validTo: this.state.identity.server.cert.validTo },
+    };
+  }
+
   /** Answers the control socket. */
   private async control(req: ReturnType<typeof adminRequestSchema.parse>): Promise<Record<string, unknown>> {
     switch (req.op) {
       case 'status':
-        return {
-          name: this.config.name,
-          uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
-          server: this.server ? formatHostPort(this.server.address()) : null,
-          routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
-          targets: [...this.state.targets.keys()],
-          channels: this.channels.size,
-          sessions: sessionViews(this.channels.list()).length,
-          identity: { subject: subject(this.state.identity), validTo: this.state.identity.server.cert.validTo },
-        };
+        return this.status();
       case 'sessions':
-        return { sessions: sessionViews(this.channels.list()) };
+        return { sessions: sessionViews(this.snapshot()) };
       case 'cancel': {
         const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
         const n = this.channels.abortAll('cancelled', `cancelled by an operator (${what})`, req.session, req.channel);

@@ -7,7 +7,7 @@ import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { ControlChannel, PeerError } from '../control/control-channel.js';
 import { MessageType, type AbortMessage, type OpenMessage, type ReportMessage } from '../control/messages.js';
-import { VmgateError, messageOf } from '../errors.js';
+import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
@@ -20,11 +20,11 @@ import { classifyAuthorizationError, classifyPeerError } from '../tls/tls-errors
 import { authorizeOpen } from './authorize.js';
 import { logChannelEnd } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
-import { EndRecords } from './end-records.js';
+import { EndRecords, type EndRecord } from './end-records.js';
 import { HandshakeSlots } from './handshake-slots.js';
 import { connectLocal, type LocalConnection } from './local-socket.js';
 import { PROTOCOL_VERSION } from './peer-client.js';
-import { SessionOrder } from './session-order.js';
+import { SessionOrder, type ChannelOrder } from './session-order.js';
 
 /** After a reset from the source gateway, how long to wait for its ABORT saying why. */
 const NOTICE_WAIT_MS = 1_000;
@@ -39,6 +39,22 @@ export interface InboundDeps {
   log: Logger;
   closeGraceMs: number;
   metrics: GatewayMetrics;
+  /** Who keeps channel order; default: a SessionOrder of this server. */
+  order?: ChannelOrder;
+  /** Where ABORT and REPORT look for channels; default: this server only. */
+  notices?: PeerNotices;
+}
+
+/**
+ * ABORT and REPORT arrive on their own connection, which with `workers` > 1
+ * may land in another worker than the channels they name; a worker passes
+ * an implementation that asks every worker (src/workers).
+ */
+export interface PeerNotices {
+  /** Ends these channels of the owner's session wherever they run; returns how many ended. */
+  abort(owner: string, session: string, channels: number[], code: ErrorCode, message: string): Promise<number>;
+  /** How a channel of the owner's session ended, wherever it ran. */
+  report(owner: string, session: string, channel: number): Promise<EndRecord | undefined>;
 }
 
 /** An authenticated client connection after SASL: who it is and its control channel. */
@@ -65,7 +81,7 @@ interface Authenticated {
  */
 export class InboundServer {
   private readonly server: Server;
-  private readonly order: SessionOrder;
+  private readonly order: ChannelOrder;
   private readonly ends = new EndRecords();
   /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
@@ -77,7 +93,7 @@ export class InboundServer {
   private readonly acceptedAt = new WeakMap<Socket, number>();
 
   constructor(private readonly deps: InboundDeps) {
-    this.order = new SessionOrder(deps.config.channelOrderTimeoutMs);
+    this.order = deps.order ?? new SessionOrder(deps.config.channelOrderTimeoutMs);
     this.throttle = new LogThrottle(deps.log);
     this.slots = new HandshakeSlots(deps.config.maxHandshakes, deps.config.maxHandshakesPerAddress);
     this.server = createServer({
@@ -135,6 +151,30 @@ export class InboundServer {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const raw of this.raws.values()) if (!this.relaying.has(raw)) raw.destroy();
     return closed;
+  }
+
+  /** Serves a TCP connection accepted elsewhere (a worker's connections come from the primary's listener). */
+  accept(raw: Socket): void {
+    this.server.emit('connection', raw);
+  }
+
+  /** Ends these channels of the owner's session that run here, and keeps the cause for a relay about to end. Returns how many ended. */
+  endChannels(owner: string, session: string, channels: number[], code: ErrorCode, message: string): number {
+    let count = 0;
+    for (const channel of channels) {
+      const entry = this.deps.channels.find(owner, session, channel);
+      if (entry) {
+        entry.relay.abort(code, `source gateway: ${message}`);
+        count += 1;
+      }
+      this.ends.notice(owner, session, channel, { code, message });
+    }
+    return count;
+  }
+
+  /** How a channel of the owner's session ended here, if it ran here. */
+  lookupEnd(owner: string, session: string, channel: number): EndRecord | undefined {
+    return this.ends.lookup(owner, session, channel);
   }
 
   private onConnection(raw: Socket): void {
@@ -214,8 +254,8 @@ export class InboundServer {
       conn = { s, raw, ctrl, peer, user, login, log, started, handshakeDone };
       const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
       if (req.type === MessageType.OPEN) await this.open(conn, req);
-      else if (req.type === MessageType.ABORT) this.abort(conn, req);
-      else this.report(conn, req);
+      else if (req.type === MessageType.ABORT) await this.abort(conn, req);
+      else await this.report(conn, req);
     } catch (e: unknown) {
       handshakeDone();
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
@@ -292,27 +332,22 @@ export class InboundServer {
   }
 
   /** ABORT: the client gateway ended these channels; end ours the same way, at once. */
-  private abort(c: Authenticated, req: AbortMessage): void {
+  private async abort(c: Authenticated, req: AbortMessage): Promise<void> {
     c.handshakeDone();
     const owner = c.peer.fingerprint256;
-    let count = 0;
-    for (const channel of req.channels) {
-      const entry = this.deps.channels.find(owner, req.session, channel);
-      if (entry) {
-        entry.relay.abort(req.code, `source gateway: ${req.message}`);
-        count += 1;
-      }
-      this.ends.notice(owner, req.session, channel, { code: req.code, message: req.message });
-    }
+    const count = this.deps.notices
+      ? await this.deps.notices.abort(owner, req.session, req.channels, req.code, req.message)
+      : this.endChannels(owner, req.session, req.channels, req.code, req.message);
     c.log.info({ event: 'peer-abort', session: req.session, channels: req.channels, cause: req.code, ended: count }, `the source gateway ended ${req.channels.length} channel(s) of session ${req.session} (${req.code}): ${req.message}`);
     c.ctrl.send({ type: MessageType.ABORTED, count });
     c.s.end();
   }
 
   /** REPORT: say how a channel of this peer's session ended here. */
-  private report(c: Authenticated, req: ReportMessage): void {
+  private async report(c: Authenticated, req: ReportMessage): Promise<void> {
     c.handshakeDone();
-    const r = this.ends.lookup(c.peer.fingerprint256, req.session, req.channel);
+    const owner = c.peer.fingerprint256;
+    const r = this.deps.notices ? await this.deps.notices.report(owner, req.session, req.channel) : this.lookupEnd(owner, req.session, req.channel);
     if (!r) throw new VmgateError('target-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
     c.ctrl.send({ type: MessageType.REPORTED, code: r.cause, message: r.message, bytesIn: r.bytesIn, bytesOut: r.bytesOut });
     c.s.end();

@@ -77,6 +77,19 @@ export class Route {
 
   private async onLocal(local: Socket): Promise<void> {
     const { session, channel } = this.sessions.accept();
+    try {
+      await this.carry(local, session, channel);
+    } finally {
+      this.sessions.release(session);
+    }
+  }
+
+  /**
+   * Carries one local connection as channel `channel` of `session` until it
+   * ends. Public for worker processes (src/workers), whose connections were
+   * accepted and numbered by the primary.
+   */
+  async carry(local: Socket, session: string, channel: number): Promise<void> {
     const cfg = this.deps.config;
     const log = this.log.child({ session, channel, peer: formatHostPort(cfg.peer), target: cfg.target });
     const started = Date.now();
@@ -109,9 +122,17 @@ export class Route {
         peer.tls.destroy();
         peer.raw.destroy();
       }
-    } finally {
-      this.sessions.release(session);
     }
+  }
+
+  /**
+   * Tells the peer that these channels ended on this side (ABORT). The
+   * primary of a gateway with workers uses it, through a live worker, for
+   * the channels of a worker that died: the peer cannot tell that end from a
+   * clean close otherwise.
+   */
+  tellPeer(session: string, channels: number[], code: ErrorCode, message: string): Promise<number> {
+    return this.peerClient.abort(session, channels, code, message);
   }
 
   /**

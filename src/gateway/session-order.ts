@@ -71,6 +71,14 @@ export class SessionOrder {
   }
 }
 
+/**
+ * What the server role needs from the order keeper: a SessionOrder in this
+ * process, or with `workers` > 1 a proxy to the primary's single SessionOrder
+ * (src/workers/remote-order.ts), since a session's channels land in several
+ * workers.
+ */
+export type ChannelOrder = Pick<SessionOrder, 'turn' | 'release' | 'closed'>;
+
 interface SessionState {
   /** The channel whose turn it is to connect. */
   next: number;

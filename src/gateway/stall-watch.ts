@@ -1,5 +1,16 @@
+import type { ChannelSnapshot } from '../admin/session-view.js';
 import type { Logger } from '../log/logger.js';
-import type { ChannelTable } from './channel-table.js';
+
+/**
+ * What the watch reads and acts on: this process's ChannelTable, or with
+ * `workers` > 1 the primary's view of every worker's channels (a session's
+ * channels may run in different workers, so only the primary sees a whole
+ * session).
+ */
+export interface StallSubject {
+  snapshot(): ChannelSnapshot[];
+  endSession(session: string, message: string): number | Promise<number>;
+}
 
 /**
  * Ends sessions that have stopped moving. A session is stalled when none of
@@ -19,7 +30,7 @@ export class StallWatch {
   private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly channels: ChannelTable,
+    private readonly subject: StallSubject,
     private readonly timeoutMs: number,
     private readonly log: Logger,
   ) {
@@ -35,9 +46,9 @@ export class StallWatch {
   private check(): void {
     const now = Date.now();
     const totals = new Map<string, number>();
-    for (const e of this.channels.list()) {
+    for (const e of this.subject.snapshot()) {
       const key = `${e.role}/${e.session}`;
-      totals.set(key, (totals.get(key) ?? 0) + e.relay.counters.bytesIn + e.relay.counters.bytesOut);
+      totals.set(key, (totals.get(key) ?? 0) + e.bytesIn + e.bytesOut);
     }
     for (const key of this.progress.keys()) if (!totals.has(key)) this.progress.delete(key);
     for (const [key, bytes] of totals) {
@@ -50,8 +61,9 @@ export class StallWatch {
       this.progress.delete(key);
       const session = key.slice(key.indexOf('/') + 1);
       const message = `no bytes moved in either direction on any channel of the session for ${Math.round((now - p.since) / 1000)} s (channel.stallTimeoutMs=${this.timeoutMs})`;
-      const n = this.channels.abortAll('stalled', message, session);
-      this.log.warn({ event: 'session-stalled', session, channels: n }, `session ${session} stalled: ${message}; ended ${n} channel(s)`);
+      void Promise.resolve(this.subject.endSession(session, message)).then((n) => {
+        this.log.warn({ event: 'session-stalled', session, channels: n }, `session ${session} stalled: ${message}; ended ${n} channel(s)`);
+      });
     }
   }
 }

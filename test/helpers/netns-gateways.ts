@@ -56,6 +56,8 @@ export interface NetnsGatewaysOptions {
   readonly imageMiB?: number;
   /** The `channel:` section of both configs (stallTimeoutMs, closeGraceMs, ...). */
   readonly channel?: Readonly<Record<string, number>>;
+  /** The `workers` setting of both gateways. Default: absent (one process). */
+  readonly workers?: number;
 }
 
 export interface GuestOptions {
@@ -109,7 +111,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
     const password = randomBytes(24).toString('base64url');
     await addUser({ store: join(dirB, 'users.json'), user: 'migrate', password });
     await writeSecretFile(join(dirA, 'to-b.password'), password);
-    const channel = o.channel === undefined ? {} : { channel: o.channel };
+    const channel = { ...(o.channel === undefined ? {} : { channel: o.channel }), ...(o.workers === undefined ? {} : { workers: o.workers }) };
     const configA = join(dirA, 'gateway.yaml');
     const configB = join(dirB, 'gateway.yaml');
     const controlA = join(dirA, 'control.sock');

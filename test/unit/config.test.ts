@@ -123,3 +123,14 @@ test('bad-socket-group-and-per-address-cap-are-named', () => {
   assert.match(problems(valid.replace('passwordFile: /etc/vmgate/to-b.password', 'passwordFile: /etc/vmgate/to-b.password\n    socketGroup: -1')), /routes\.to-b\.socketGroup: got -1/);
   assert.match(problems(valid.replace('listen: 0.0.0.0:7443', 'listen: 0.0.0.0:7443\n  maxHandshakesPerAddress: 0')), /server\.maxHandshakesPerAddress: got 0/);
 });
+
+test('workers-defaults-to-one-and-accepts-a-count', () => {
+  assert.equal(parseConfig(valid, FILE).workers, 1, 'absent: the single-process gateway');
+  assert.equal(parseConfig(`${valid}workers: 4\n`, FILE).workers, 4);
+});
+
+test('workers-out-of-range-names-the-key', () => {
+  assert.match(problems(`${valid}workers: 0\n`), /workers: got 0; expected a whole number of worker processes, at least 1/);
+  assert.match(problems(`${valid}workers: 65\n`), /workers: got 65; expected at most 64 worker processes/);
+  assert.match(problems(`${valid}workers: 2.5\n`), /workers: got 2\.5; expected int/);
+});

@@ -1,0 +1,55 @@
+import type { ChannelSnapshot } from '../admin/session-view.js';
+import type { ErrorCode } from '../errors.js';
+import type { EndRecord } from '../gateway/end-records.js';
+import type { MetricsJson } from './worker-metrics.js';
+
+/**
+ * What the primary and its workers say to each other (see IpcLink). Both
+ * ends are our own code, forked from the same build, so messages are typed
+ * rather than validated.
+ */
+
+/** Primary -> worker, one-way. `route-conn` and `inbound-conn` carry the accepted socket. */
+export type WorkerNotice =
+  | { kind: 'route-conn'; route: string; session: string; channel: number }
+  | { kind: 'inbound-conn' }
+  | { kind: 'stop'; graceMs: number };
+
+/** Worker -> primary, one-way. */
+export type PrimaryNotice =
+  | { kind: 'ready' }
+  | { kind: 'start-failed'; code: ErrorCode; message: string }
+  | { kind: 'route-released'; route: string; session: string; channel: number }
+  | { kind: 'order-release'; owner: string; session: string; channel: number }
+  | { kind: 'order-closed'; owner: string; session: string };
+
+export interface ChannelSelector {
+  session: string;
+  channel?: number | undefined;
+}
+
+/** Requests a worker serves. */
+export type WorkerOps = {
+  snapshot: { args: null; answer: ChannelSnapshot[] };
+  status: { args: null; answer: Record<string, unknown> };
+  /** Why the worker takes no new channels (for /readyz), or null. */
+  'not-ready': { args: null; answer: string | null };
+  /** The worker's metrics registry, for the primary's AggregatorRegistry. */
+  metrics: { args: null; answer: MetricsJson };
+  cancel: { args: ChannelSelector & { cause: ErrorCode; message: string }; answer: number };
+  'end-peer-channels': { args: { owner: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
+  'lookup-end': { args: { owner: string; session: string; channel: number }; answer: EndRecord | null };
+  reload: { args: null; answer: { code: ErrorCode; message: string } | null };
+  /** ABORT to a route's peer on behalf of a worker that died. */
+  'tell-peer': { args: { route: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
+};
+
+/** Requests the primary serves. */
+export type PrimaryOps = {
+  /** Resolves when it is this channel's turn to connect its target (SessionOrder, kept in the primary). */
+  'order-turn': { args: { owner: string; session: string; channel: number }; answer: null };
+  /** The peer's ABORT, to be applied in every worker. */
+  'peer-abort': { args: { owner: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
+  /** The peer's REPORT, answered by whichever worker ran the channel (or the primary, if that worker died). */
+  'peer-report': { args: { owner: string; session: string; channel: number }; answer: EndRecord | null };
+};

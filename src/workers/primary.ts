@@ -1,0 +1,421 @@
+import type { Server, Socket } from 'node:net';
+import { adminRequestSchema } from '../admin/admin-protocol.js';
+import { startAdminSocket } from '../admin/admin-server.js';
+import { sessionViews, type ChannelSnapshot } from '../admin/session-view.js';
+import type { Config } from '../config/config.js';
+import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
+import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import { logChannelEnd } from '../gateway/channel-record.js';
+import { EndRecords } from '../gateway/end-records.js';
+import { listenLocal } from '../gateway/local-socket.js';
+import { RouteSessions } from '../gateway/route-sessions.js';
+import { StallWatch } from '../gateway/stall-watch.js';
+import type { Logger } from '../log/logger.js';
+import { MetricsServer } from '../metrics/metrics-server.js';
+import { groupId } from '../util/group-id.js';
+import type { OpHandlers } from './ipc-link.js';
+import type { ChannelSelector, PrimaryNotice, PrimaryOps } from './messages.js';
+import { OrderService } from './order-service.js';
+import { WorkerHandle, describeExit } from './worker-handle.js';
+import { aggregatedRegistry } from './worker-metrics.js';
+
+/** A dead worker is replaced after this, doubled while replacements keep dying young. */
+const RESPAWN_DELAY_MS = 200;
+const RESPAWN_DELAY_MAX_MS = 30_000;
+/** A worker that lived this long resets the respawn back-off. */
+const HEALTHY_LIFETIME_MS = 10_000;
+/** After the drain grace, how long workers get to exit before they are killed. */
+const EXIT_GRACE_MS = 10_000;
+
+/**
+ * The primary process of a gateway with `workers` > 1. It owns every
+ * listening socket (route listeners, the TLS port, the control socket),
+ * numbers route connections in accept order (RouteSessions: accept order is
+ * channel order), and hands each accepted socket to a worker round robin.
+ * Workers do TLS, SASL, OPEN and the relay. What must span workers stays
+ * here: the one SessionOrder of the server role, ABORT/REPORT lookups, the
+ * stall watch over whole sessions, and the control socket. A worker that
+ * dies takes only its own channels with it (logged here with cause
+ * `worker-exited`) and is replaced.
+ */
+export class WorkerPool {
+  private readonly slots: Array<WorkerHandle | undefined>;
+  private readonly order: OrderService;
+  private readonly routeSessions = new Map<string, RouteSessions>();
+  /** How channels of dead workers ended, for the peer's REPORT. */
+  private readonly deadEnds = new EndRecords();
+  private readonly listeners: Array<{ name: string; server: Server; route: boolean }> = [];
+  private admin: Server | undefined;
+  private metrics: MetricsServer | undefined;
+  /** For /readyz, as in one process: new channels are taken only while `serving`. */
+  private phase: 'starting' | 'serving' | 'draining' = 'starting';
+  /** A worker's own reason not to take channels (an expired certificate), as of the last poll. */
+  private workerNotReady: string | null = null;
+  private stallWatch: StallWatch | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  /** Every worker's channels as of the last poll (stall watch, crash accounting). */
+  private cache: ChannelSnapshot[] = [];
+  private polling = false;
+  private turn = 0;
+  private stopping: Promise<void> | undefined;
+  private readonly respawnDelay: number[];
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    readonly config: Config,
+    private readonly log: Logger,
+  ) {
+    this.slots = new Array<WorkerHandle | undefined>(config.workers).fill(undefined);
+    this.respawnDelay = new Array<number>(config.workers).fill(RESPAWN_DELAY_MS);
+    this.order = new OrderService(config.server?.channelOrderTimeoutMs ?? 30_000);
+    for (const r of config.routes) this.routeSessions.set(r.name, new RouteSessions());
+  }
+
+  /** Starts every worker (each loads and checks every file), then opens the listeners. */
+  static async start(config: Config, log: Logger): Promise<WorkerPool> {
+    const pool = new WorkerPool(config, log);
+    try {
+      // First, so that /readyz says 503 while the workers start.
+      if (config.metrics) {
+        const registry = aggregatedRegistry(() => Promise.all(pool.live(true).map((w) => w.link.request('metrics', null).catch(() => []))));
+        pool.metrics = await MetricsServer.start({ listen: config.metrics.listen, registry, notReady: () => pool.notReady(), log: log.child({ role: 'metrics' }) });
+      }
+      const workers = config.workers;
+      for (let i = 0; i < workers; i += 1) pool.slots[i] = pool.spawn(i);
+      await Promise.all(pool.slots.map((w) => w?.ready));
+      await pool.open();
+    } catch (e: unknown) {
+      await pool.stop(0);
+      throw e;
+    }
+    return pool;
+  }
+
+  /** The TLS port's bound address (useful with port 0). */
+  serverAddress(): { host: string; port: number } | undefined {
+    const l = this.listeners.find((x) => !x.route);
+    const a = l?.server.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : undefined;
+  }
+
+  routeAddress(name: string): string | undefined {
+    const l = this.listeners.find((x) => x.route && x.name === name);
+    const a = l?.server.address();
+    if (a && typeof a === 'object') return `tcp:${formatHostPort({ host: a.address, port: a.port })}`;
+    const rc = this.config.routes.find((r) => r.name === name);
+    return rc ? formatEndpoint(rc.listen) : undefined;
+  }
+
+  /** The metrics listener's bound address; undefined when metrics are off. */
+  metricsAddress(): { host: string; port: number } | undefined {
+    return this.metrics?.address();
+  }
+
+  /** Why the gateway takes no new channels now (one line for /readyz), or undefined when it does. */
+  notReady(): string | undefined {
+    if (this.phase === 'starting') return 'starting: the gateway listeners are not open yet';
+    if (this.phase === 'draining') return 'draining: the gateway is shutting down and takes no new channels';
+    if (this.live().length === 0) return 'no worker process is running (a replacement is starting)';
+    return this.workerNotReady ?? undefined;
+  }
+
+  /** Worker pids, slot by slot (a slot being restarted has none). */
+  workerPids(): number[] {
+    return this.live().map((w) => w.pid);
+  }
+
+  /** SIGHUP: every worker reloads its files; the first failure is returned (each worker keeps its last good state). */
+  async reload(): Promise<VmgateError | undefined> {
+    const results = await Promise.all(this.live().map((w) => w.link.request('reload', null).catch((e: unknown) => ({ code: 'worker-exited' as ErrorCode, message: messageOf(e) }))));
+    const failed = results.filter((r) => r !== null);
+    const first = failed[0];
+    this.log.info({ event: 'reload-done', workers: results.length, failed: failed.length }, `reload: ${results.length - failed.length} of ${results.length} worker(s) reloaded`);
+    return first ? new VmgateError(first.code, first.message) : undefined;
+  }
+
+  /**
+   * Stops accepting, lets every worker drain for up to `graceMs`, then ends
+   * the rest with `shutdown`. Called again while stopping (a second
+   * SIGTERM), it tells the workers the new grace and returns the same wait.
+   */
+  stop(graceMs = 0): Promise<void> {
+    if (this.stopping) {
+      for (const w of this.live(true)) w.stop(graceMs);
+      return this.stopping;
+    }
+    this.stopping = this.shutdown(graceMs);
+    return this.stopping;
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    this.phase = 'draining';
+    // close() stops accepting at once; its callback would wait for connections the workers own.
+    for (const l of this.listeners) l.server.close();
+    const workers = this.slots.filter((w): w is WorkerHandle => w !== undefined);
+    for (const w of workers) w.stop(graceMs);
+    await Promise.all(workers.map(async (w) => {
+      const timer = setTimeout(() => {
+        this.log.error({ event: 'worker-killed', workerPid: w.pid }, `worker process ${w.pid} did not exit ${EXIT_GRACE_MS} ms after the drain; killing it`);
+        w.kill();
+      }, graceMs + EXIT_GRACE_MS);
+      await w.exited;
+      clearTimeout(timer);
+    }));
+    this.stallWatch?.stop();
+    if (this.poller) clearInterval(this.poller);
+    await new Promise<void>((resolve) => (this.admin ? this.admin.close(() => resolve()) : resolve()));
+    // Last, so a scrape during the drain still sees the final counts.
+    await this.metrics?.close();
+  }
+
+  private live(includeStopping = false): WorkerHandle[] {
+    return this.slots.filter((w): w is WorkerHandle => w !== undefined && (includeStopping ? w.link.connected : w.usable));
+  }
+
+  /** The next usable worker, round robin. */
+  private pick(): WorkerHandle | undefined {
+    for (let i = 0; i < this.slots.length; i += 1) {
+      const w = this.slots[(this.turn + i) % this.slots.length];
+      if (w?.usable) {
+        this.turn = (this.turn + i + 1) % this.slots.length;
+        return w;
+      }
+    }
+    return undefined;
+  }
+
+  private spawn(slot: number): WorkerHandle {
+    const w = new WorkerHandle(this.config.file, (x) => this.handlers(x), (x, n) => this.onNotice(x, n));
+    void w.exited.then((exit) => this.onExit(slot, w, describeExit(exit)));
+    return w;
+  }
+
+  private async open(): Promise<void> {
+    const server = this.config.server;
+    if (server) {
+      const endpoint = { kind: 'tcp' as const, host: server.listen.host, port: server.listen.port };
+      this.listeners.push({ name: 'server', route: false, server: await listenLocal(endpoint, (s) => this.onInbound(s)) });
+    }
+    for (const rc of this.config.routes) {
+      const gid = rc.socketGroup === undefined ? undefined : await groupId(rc.socketGroup, `routes.${rc.name}.socketGroup`);
+      this.listeners.push({ name: rc.name, route: true, server: await listenLocal(rc.listen, (s) => this.onRouteConnection(rc.name, s), gid) });
+    }
+    if (this.config.control) {
+      const gid = this.config.control.group === undefined ? undefined : await groupId(this.config.control.group);
+      this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
+    }
+    const stallMs = this.config.channel.stallTimeoutMs;
+    this.poller = setInterval(() => void this.poll(), stallMs > 0 ? Math.max(100, Math.min(1000, stallMs / 4)) : 1000);
+    this.poller.unref();
+    this.stallWatch = new StallWatch({ snapshot: () => this.cache, endSession: (session, message) => this.cancelEverywhere({ session }, 'stalled', message) }, stallMs, this.log);
+    this.phase = 'serving';
+    const address = this.serverAddress();
+    const metricsAt = this.metricsAddress();
+    this.log.info(
+      {
+        event: 'ready',
+        metrics: metricsAt ? `http://${formatHostPort(metricsAt)}` : null,
+        server: address ? formatHostPort(address) : null,
+        routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name) })),
+        control: this.config.control?.socket ?? null,
+        workers: this.workerPids(),
+      },
+      `vmgate ${this.config.name} ready with ${this.config.workers} worker processes (${this.workerPids().join(', ')})`,
+    );
+  }
+
+  private onRouteConnection(route: string, local: Socket): void {
+    local.on('error', () => undefined);
+    const sessions = this.routeSessions.get(route);
+    if (!sessions) return;
+    // Numbered here, in accept order: that is the order the destination must connect in.
+    const { session, channel } = sessions.accept();
+    const w = this.pick();
+    if (!w) {
+      sessions.release(session);
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel }, `no worker process is running (one is being restarted): reset QEMU's connection on route ${route}; retry the migration`);
+      local.resetAndDestroy();
+      return;
+    }
+    const key = `${route}/${session}/${channel}`;
+    w.routeChannels.add(key);
+    w.link.notify({ kind: 'route-conn', route, session, channel }, local, (e) => {
+      if (!e) return;
+      w.routeChannels.delete(key);
+      sessions.release(session);
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel, workerPid: w.pid }, `could not hand channel ${channel} of session ${session} to worker ${w.pid}: ${e.message}; reset QEMU's connection`);
+      if (!local.destroyed) local.resetAndDestroy();
+    });
+  }
+
+  private onInbound(raw: Socket): void {
+    raw.on('error', () => undefined);
+    const w = this.pick();
+    if (!w) {
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: raw.remoteAddress }, 'no worker process is running (one is being restarted): closed a connection from a peer gateway; it will report the failure');
+      raw.destroy();
+      return;
+    }
+    w.link.notify({ kind: 'inbound-conn' }, raw, (e) => {
+      if (!e) return;
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: raw.remoteAddress, workerPid: w.pid }, `could not hand a peer connection to worker ${w.pid}: ${e.message}`);
+      raw.destroy();
+    });
+  }
+
+  private onNotice(w: WorkerHandle, n: PrimaryNotice): void {
+    switch (n.kind) {
+      case 'route-released':
+        if (w.routeChannels.delete(`${n.route}/${n.session}/${n.channel}`)) this.routeSessions.get(n.route)?.release(n.session);
+        return;
+      case 'order-release':
+        this.order.release(w.id, n.owner, n.session, n.channel);
+        return;
+      case 'order-closed':
+        this.order.closed(w.id, n.owner, n.session);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private handlers(w: WorkerHandle): OpHandlers<PrimaryOps> {
+    return {
+      'order-turn': async (a) => {
+        await this.order.turn(w.id, a.owner, a.session, a.channel);
+        return null;
+      },
+      'peer-abort': async (a) => {
+        const counts = await Promise.all(this.live(true).map((x) => x.link.request('end-peer-channels', a).catch(() => 0)));
+        return counts.reduce((s, c) => s + c, 0);
+      },
+      'peer-report': async (a) => {
+        const found = await Promise.all(this.live(true).map((x) => x.link.request('lookup-end', a).catch(() => null)));
+        return found.find((r) => r !== null) ?? this.deadEnds.lookup(a.owner, a.session, a.channel) ?? null;
+      },
+    };
+  }
+
+  /** Refreshes the cache of every worker's channels. */
+  private async poll(): Promise<ChannelSnapshot[]> {
+    if (this.polling) return this.cache;
+    this.polling = true;
+    try {
+      const live = this.live(true);
+      const parts = await Promise.all(live.map((w) => w.link.request('snapshot', null).catch(() => this.cache.filter((c) => c.pid === w.pid))));
+      this.cache = parts.flat();
+      const first = live[0];
+      if (first) this.workerNotReady = await first.link.request('not-ready', null).catch(() => this.workerNotReady);
+      return this.cache;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private async cancelEverywhere(sel: ChannelSelector, cause: ErrorCode, message: string): Promise<number> {
+    const args = { session: sel.session, cause, message, ...(sel.channel === undefined ? {} : { channel: sel.channel }) };
+    const counts = await Promise.all(this.live(true).map((w) => w.link.request('cancel', args).catch(() => 0)));
+    return counts.reduce((s, c) => s + c, 0);
+  }
+
+  /** Answers the control socket for every worker at once. */
+  private async control(req: ReturnType<typeof adminRequestSchema.parse>): Promise<Record<string, unknown>> {
+    switch (req.op) {
+      case 'status': {
+        const channels = await this.poll();
+        const first = this.live()[0];
+        const base = first ? await first.link.request('status', null).catch(() => ({})) : {};
+        const address = this.serverAddress();
+        return {
+          ...base,
+          uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+          server: address ? formatHostPort(address) : null,
+          routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name) })),
+          channels: channels.length,
+          sessions: sessionViews(channels).length,
+          workers: this.live(true).map((w) => ({ pid: w.pid, channels: channels.filter((c) => c.pid === w.pid).length, uptimeS: Math.round((Date.now() - w.startedAt) / 1000) })),
+        };
+      }
+      case 'sessions':
+        return { sessions: sessionViews(await this.poll()) };
+      case 'cancel': {
+        const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
+        const n = await this.cancelEverywhere(req, 'cancelled', `cancelled by an operator (${what})`);
+        if (n === 0) throw new VmgateError('target-unknown', `no open ${what} on this gateway (see vmgate sessions)`);
+        this.log.warn({ event: 'cancelled', session: req.session, channel: req.channel, channels: n }, `operator cancelled ${what}: ended ${n} channel(s)`);
+        return { cancelled: n };
+      }
+    }
+  }
+
+  /** A worker exited. Expected when stopping; otherwise account for its channels and replace it. */
+  private onExit(slot: number, w: WorkerHandle, how: string): void {
+    if (this.slots[slot] === w) this.slots[slot] = undefined;
+    this.order.forget(w.id);
+    if (w.stopping || this.stopping) return;
+    if (!w.isReady) {
+      // A replacement that failed to start: start.ts or the respawn path reports it.
+      return;
+    }
+    const lost = this.cache.filter((c) => c.pid === w.pid);
+    this.cache = this.cache.filter((c) => c.pid !== w.pid);
+    const toTell = new Map<string, number[]>();
+    for (const key of w.routeChannels) {
+      const [route = '', session = '', channel = ''] = key.split('/');
+      this.routeSessions.get(route)?.release(session);
+      const k = `${route}/${session}`;
+      toTell.set(k, [...(toTell.get(k) ?? []), Number(channel)]);
+    }
+    const inSetup = Math.max(0, w.routeChannels.size - lost.filter((c) => c.role === 'route').length);
+    w.routeChannels.clear();
+    const message = `worker process ${w.pid} of the gateway exited unexpectedly (${how}) while carrying the channel`;
+    this.log.error(
+      { event: 'worker-exited', workerPid: w.pid, how, channels: lost.length, inSetup },
+      `worker process ${w.pid} exited unexpectedly (${how}): its ${lost.length} channel(s) in flight` +
+        (inSetup > 0 ? ` and ${inSetup} being opened` : '') +
+        ' ended with cause worker-exited (QEMU sees those connections fail; retry the migration); channels of the other workers go on; starting a replacement',
+    );
+    const now = Date.now();
+    for (const c of lost) {
+      const log = this.log.child({ role: c.role, session: c.session, channel: c.channel, target: c.target, peer: c.peer, workerPid: c.pid });
+      logChannelEnd(log, { cause: 'worker-exited', message: `${message} (byte counts as of the last poll)`, bytesIn: c.bytesIn, bytesOut: c.bytesOut, durationMs: now - c.startedAt });
+      if (c.role === 'server') this.deadEnds.record(c.owner, c.session, c.channel, { cause: 'worker-exited', message, bytesIn: c.bytesIn, bytesOut: c.bytesOut });
+    }
+    for (const [key, channels] of toTell) this.tellPeer(key, channels, message);
+    this.respawn(slot, now - w.startedAt);
+  }
+
+  /**
+   * The dead worker's TLS legs ended with a bare FIN, which the peer cannot
+   * tell from a clean end: a live worker sends the ABORT that says why.
+   */
+  private tellPeer(routeSession: string, channels: number[], message: string): void {
+    const [route = '', session = ''] = routeSession.split('/');
+    const w = this.pick();
+    if (!w) return;
+    w.link.request('tell-peer', { route, session, channels, code: 'worker-exited', message }).then(
+      (n) => this.log.debug({ event: 'abort-announced', session, channels, ended: n }, `told the peer to end ${n} channel(s) of the worker that exited`),
+      (e: unknown) => this.log.warn({ event: 'abort-announce-failed', session, channels }, `could not tell the peer that channels of the worker that exited ended: ${messageOf(e)}; it will notice by reset or stall`),
+    );
+  }
+
+  private respawn(slot: number, livedMs: number): void {
+    const delay = livedMs >= HEALTHY_LIFETIME_MS ? RESPAWN_DELAY_MS : Math.min(RESPAWN_DELAY_MAX_MS, (this.respawnDelay[slot] ?? RESPAWN_DELAY_MS) * 2);
+    this.respawnDelay[slot] = delay;
+    setTimeout(() => {
+      if (this.stopping) return;
+      const w = this.spawn(slot);
+      this.slots[slot] = w;
+      w.ready.then(
+        () => this.log.info({ event: 'worker-started', workerPid: w.pid, workers: this.workerPids() }, `started worker process ${w.pid} in place of the one that exited`),
+        (e: unknown) => {
+          const code = e instanceof VmgateError ? e.code : 'internal';
+          this.log.error({ event: 'worker-start-failed', cause: code, workerPid: w.pid }, `a replacement worker could not start (${code}): ${messageOf(e)}; trying again in ${Math.min(RESPAWN_DELAY_MAX_MS, delay * 2)} ms`);
+          w.kill();
+          if (this.slots[slot] === w) this.slots[slot] = undefined;
+          if (!this.stopping) this.respawn(slot, 0);
+        },
+      );
+    }, delay).unref();
+  }
+}

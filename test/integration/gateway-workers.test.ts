@@ -1,0 +1,300 @@
+/**
+ * `workers: 2` on both gateways, as real processes (the built CLI) with real
+ * TLS on loopback: one session's channels are spread over worker processes,
+ * yet the destination connects them in the source's accept order, data
+ * arrives intact both ways, and the control socket, reload, cancel and a
+ * worker crash all act across workers.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { adminRequest } from '../../src/admin/admin-client.js';
+import type { SessionView } from '../../src/admin/session-view.js';
+import { connectLoopback, receiveAll, sendRandom } from '../../src/demo/payload.js';
+import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
+import { makeTestPki } from '../helpers/pki.js';
+import { get, scrape } from '../helpers/prometheus.js';
+
+const TAG_BYTES = 16;
+const CHANNELS = 4;
+
+/** What the destination target saw on one connection, in connection order. */
+interface Arrival {
+  tag: string;
+  /** sha256 of everything after the tag, once the sender ended. */
+  received: Promise<{ digest: string; bytes: number }>;
+  sent: Promise<{ digest: string; bytes: number }>;
+  socket: Socket;
+}
+
+/**
+ * A stand-in for the destination QEMU that records the order its connections
+ * arrive in and the tag each one starts with, then hashes the rest and,
+ * once the sender has ended, answers with `replyBytes` random bytes.
+ */
+async function recordingTarget(replyBytes: number): Promise<{ server: Server; port: number; arrivals: Arrival[]; tagged: (n: number) => Promise<Arrival[]> }> {
+  const arrivals: Arrival[] = [];
+  const tagWaiters = new Set<() => void>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => undefined);
+    let head = Buffer.alloc(0);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const arrival: Partial<Arrival> & { socket: Socket } = { socket: s, tag: '' };
+    arrivals.push(arrival as Arrival);
+    arrival.received = new Promise((resolve, reject) => {
+      s.on('data', (d: Buffer) => {
+        if (head.length < TAG_BYTES) {
+          head = Buffer.concat([head, d]);
+          if (head.length < TAG_BYTES) return;
+          arrival.tag = head.subarray(0, TAG_BYTES).toString('latin1');
+          for (const w of tagWaiters) w();
+          d = head.subarray(TAG_BYTES);
+        }
+        bytes += d.length;
+        hash.update(d);
+      });
+      s.on('end', () => resolve({ digest: hash.digest('hex'), bytes }));
+      s.on('error', reject);
+    });
+    arrival.received.catch(() => undefined);
+    // Answers once the sender is done, so that an idle channel stays open
+    // with nothing in flight; a sender that ends after its tag alone gets no
+    // answer and no end (like a QEMU that waits for more).
+    arrival.sent = arrival.received.then(async (got) => {
+      if (got.bytes === 0) return new Promise<never>(() => undefined);
+      const r = await sendRandom(s, replyBytes);
+      s.end();
+      return r;
+    });
+    arrival.sent.catch(() => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const tagged = (n: number): Promise<Arrival[]> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (arrivals.filter((a) => a.tag !== '').length < n) return;
+        clearTimeout(timer);
+        tagWaiters.delete(check);
+        resolve(arrivals);
+      };
+      const timer = setTimeout(() => reject(new Error(`only ${arrivals.filter((a) => a.tag !== '').length} of ${n} tagged connections arrived`)), 15_000);
+      tagWaiters.add(check);
+      check();
+    });
+  return { server, port: (server.address() as { port: number }).port, arrivals, tagged };
+}
+
+let dir: string;
+let gwA: GatewayProcess;
+let gwB: GatewayProcess;
+let target: Awaited<ReturnType<typeof recordingTarget>>;
+let routePort: number;
+let sockA: string;
+let sockB: string;
+let metricsB: { host: string; port: number };
+let caseNo = 0;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vmgate-workers-'));
+  const pki = await makeTestPki(join(dir, 'pki'));
+  target = await recordingTarget(1 << 20);
+  const password = randomBytes(18).toString('base64url');
+  await addUser({ store: join(dir, 'users.json'), user: 'migrate', password });
+  await writeSecretFile(join(dir, 'to-b.password'), password);
+  sockA = join(dir, 'a.sock');
+  sockB = join(dir, 'b.sock');
+  await writeGatewayConfig(join(dir, 'b.yaml'), {
+    name: 'host-b',
+    workers: 2,
+    tls: { dir: pki.hostB },
+    control: { socket: sockB },
+    metrics: { listen: '127.0.0.1:0' },
+    server: {
+      listen: '127.0.0.1:0',
+      credentials: './users.json',
+      targets: { incoming: { connect: `tcp:127.0.0.1:${target.port}`, allow: [{ peer: 'host-a', user: 'migrate' }] } },
+    },
+  });
+  gwB = await GatewayProcess.start({ configPath: join(dir, 'b.yaml'), name: 'host-b' });
+  const readyB = await gwB.waitForLog((l) => l.event === 'ready', 1);
+  const m = /^http:\/\/(.+):(\d+)$/.exec(String(readyB['metrics']));
+  metricsB = { host: m?.[1] ?? '', port: Number(m?.[2]) };
+  await writeGatewayConfig(join(dir, 'a.yaml'), {
+    name: 'host-a',
+    workers: 2,
+    tls: { dir: pki.hostA },
+    control: { socket: sockA },
+    routes: {
+      'to-b': { listen: 'tcp:127.0.0.1:0', peer: String(readyB['server']), peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
+    },
+  });
+  gwA = await GatewayProcess.start({ configPath: join(dir, 'a.yaml'), name: 'host-a' });
+  const readyA = await gwA.waitForLog((l) => l.event === 'ready', 1);
+  const routes = readyA['routes'] as Array<{ listen: string }>;
+  routePort = Number(/:(\d+)$/.exec(routes[0]?.listen ?? '')?.[1]);
+});
+
+after(async () => {
+  const exits = await Promise.all([gwA?.stop(10_000), gwB?.stop(10_000)]);
+  for (const a of target?.arrivals ?? []) a.socket.destroy();
+  await new Promise((r) => target?.server.close(r));
+  await rm(dir, { recursive: true, force: true });
+  // A clean stop of a primary and its workers is part of the contract.
+  for (const [i, exit] of exits.entries()) assert.deepEqual(exit, { code: 0, signal: null }, [gwA, gwB][i]?.diagnostics());
+});
+
+/** Opens `n` channels one after the other (each accepted before the next), each starting with its tag. */
+async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[]; from: number }> {
+  const run = `case${caseNo++}`;
+  const clients: Socket[] = [];
+  const tags: string[] = [];
+  const from = target.arrivals.length;
+  for (let k = 0; k < n; k += 1) {
+    const c = await connectLoopback(routePort);
+    c.on('error', () => undefined);
+    const tag = `${run}-ch${k}`.padEnd(TAG_BYTES, '.');
+    c.write(tag, 'latin1');
+    clients.push(c);
+    tags.push(tag);
+  }
+  await target.tagged(from + n);
+  return { clients, tags, from };
+}
+
+/** Reads (a socket that does not read never learns of a reset) and resolves with how the socket ended. */
+function howItEnds(c: Socket): Promise<string> {
+  return new Promise<string>((resolve) => {
+    c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    c.on('end', () => resolve('end'));
+    c.on('close', () => resolve('closed'));
+    c.resume();
+  });
+}
+
+const events = (gw: GatewayProcess, event: string, from: number): GatewayLogLine[] => gw.logs.slice(from).filter((l) => l.event === event);
+
+test('four-channels-across-workers: data intact both ways, at least two worker pids per gateway, destination connects in source order', async () => {
+  const fromA = gwA.logs.length;
+  const fromB = gwB.logs.length;
+  const { clients, tags, from } = await openTagged(CHANNELS);
+  // The destination connected its target in the order the source accepted.
+  assert.deepEqual(target.arrivals.slice(from).map((a) => a.tag), tags, 'destination connection order differs from source accept order');
+
+  const view = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+  assert.equal(view.length, 1, 'one session on the source');
+  const source = view[0] as SessionView;
+  assert.deepEqual(source.channels.map((c) => c.channel), [0, 1, 2, 3]);
+  assert.ok(new Set(source.channels.map((c) => c.pid)).size >= 2, `source channels ran in one process: ${JSON.stringify(source.channels)}`);
+  assert.ok(!source.channels.some((c) => c.pid === gwA.pid), 'no channel runs in the primary');
+
+  const transfers = await Promise.all(clients.map(async (c) => {
+    const [sent, received] = await Promise.all([sendRandom(c, 8 << 20), receiveAll(c)]);
+    return { sent, received };
+  }));
+  for (const [k, t] of transfers.entries()) {
+    const arrival = target.arrivals[from + k] as Arrival;
+    assert.deepEqual(await arrival.received, t.sent, `channel ${k}: source -> destination bytes differ`);
+    assert.deepEqual(await arrival.sent, t.received, `channel ${k}: destination -> source bytes differ`);
+  }
+  const closesA = await gwA.waitForLogs((l) => l.event === 'channel-close', CHANNELS, 10_000, fromA);
+  const closesB = await gwB.waitForLogs((l) => l.event === 'channel-close', CHANNELS, 10_000, fromB);
+  assert.deepEqual([...closesA, ...closesB].map((l) => l['cause']), new Array(2 * CHANNELS).fill('ok'));
+  for (const [gw, closes] of [[gwA, closesA], [gwB, closesB]] as const) {
+    const pids = new Set(closes.map((l) => l['pid']));
+    assert.ok(pids.size >= 2, `${gw.name}: channels logged by one process only: ${[...pids].join(', ')}`);
+    assert.ok(!pids.has(gw.pid), `${gw.name}: a channel was carried by the primary`);
+  }
+  assert.equal(new Set([...closesA, ...closesB].map((l) => l['session'])).size, 1, 'one session on both gateways');
+  assert.deepEqual(events(gwB, 'channel-refused', fromB), []);
+
+  // One /metrics for the gateway, summed over its workers.
+  const s = await scrape(metricsB);
+  assert.equal(s.value('vmgate_channels_total', { role: 'server', outcome: 'ok' }), CHANNELS);
+  assert.equal(s.value('vmgate_bytes_total', { role: 'server', direction: 'from_peer' }), closesB.reduce((n, l) => n + Number(l['bytesIn']), 0));
+  assert.equal(s.sum('vmgate_build_info'), 1, 'one build, not one per worker');
+  assert.equal((await get(metricsB, '/readyz')).status, 200);
+});
+
+test('cancel-across-workers: one cancel on the source ends every channel of the session in every worker of both gateways', async () => {
+  const fromA = gwA.logs.length;
+  const fromB = gwB.logs.length;
+  const { clients } = await openTagged(CHANNELS);
+  const view = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+  const session = view[0] as SessionView;
+  assert.ok(new Set(session.channels.map((c) => c.pid)).size >= 2);
+  const ended = clients.map(howItEnds);
+  const r = await adminRequest(sockA, { op: 'cancel', session: session.session });
+  assert.equal(r['cancelled'], CHANNELS);
+  assert.deepEqual(await Promise.all(ended), new Array(CHANNELS).fill('ECONNRESET'), 'every source connection sees a failure');
+  const closesA = await gwA.waitForLogs((l) => l.event === 'channel-close', CHANNELS, 10_000, fromA);
+  const closesB = await gwB.waitForLogs((l) => l.event === 'channel-close', CHANNELS, 10_000, fromB);
+  assert.deepEqual(closesA.map((l) => l['cause']), new Array(CHANNELS).fill('cancelled'));
+  assert.deepEqual(closesB.map((l) => l['cause']), new Array(CHANNELS).fill('cancelled'), 'the ABORT reached the destination channels in every worker');
+  assert.ok(new Set(closesB.map((l) => l['pid'])).size >= 2);
+  const after = (await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[];
+  assert.deepEqual(after, []);
+});
+
+test('reload-reaches-every-worker: SIGHUP to the primary reloads each worker', async () => {
+  const from = gwB.logs.length;
+  process.kill(gwB.pid, 'SIGHUP');
+  const done = await gwB.waitForLog((l) => l.event === 'reload-done' && gwB.logs.indexOf(l) >= from, 10_000);
+  assert.equal(done['workers'], 2);
+  assert.equal(done['failed'], 0);
+  const reloaded = events(gwB, 'reloaded', from);
+  assert.equal(new Set(reloaded.map((l) => l['pid'])).size, 2, 'each worker logged its reload');
+});
+
+test('worker-crash: killing one worker ends only its channels, with cause worker-exited, and a replacement starts', async () => {
+  const fromA = gwA.logs.length;
+  const fromB = gwB.logs.length;
+  const { clients } = await openTagged(CHANNELS);
+  const status = await adminRequest(sockA, { op: 'status' });
+  const workers = status['workers'] as Array<{ pid: number; channels: number }>;
+  assert.equal(workers.length, 2);
+  const view = ((await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[])[0] as SessionView;
+  const victim = view.channels[0]?.pid ?? -1;
+  const doomed = view.channels.filter((c) => c.pid === victim).map((c) => c.channel);
+  const survivors = view.channels.filter((c) => c.pid !== victim).map((c) => c.channel);
+  assert.ok(doomed.length > 0 && survivors.length > 0, `channels not spread: ${JSON.stringify(view.channels)}`);
+
+  const doomedEnds = doomed.map((k) => howItEnds(clients[k] as Socket));
+  process.kill(victim, 'SIGKILL');
+  const exited = await gwA.waitForLog((l) => l.event === 'worker-exited' && l['workerPid'] === victim, 10_000);
+  assert.equal(exited['pid'], gwA.pid, 'the primary logs the crash');
+  assert.equal(exited['channels'], doomed.length);
+  assert.match(String(exited['msg']), /killed by SIGKILL/);
+  const closes = await gwA.waitForLogs((l) => l.event === 'channel-close' && l['workerPid'] === victim, doomed.length, 10_000, fromA);
+  assert.deepEqual(closes.map((l) => l['channel']).sort(), [...doomed].sort());
+  assert.deepEqual(closes.map((l) => l['cause']), doomed.map(() => 'worker-exited'));
+  // The destination cannot tell the dead worker's bare FIN from a clean end: the primary's ABORT says why.
+  const session = view.session;
+  const closesB = await gwB.waitForLogs((l) => l.event === 'channel-close' && l['session'] === session, doomed.length, 10_000, fromB);
+  assert.deepEqual(closesB.map((l) => l['channel']).sort(), [...doomed].sort());
+  for (const l of closesB) {
+    assert.equal(l['cause'], 'worker-exited', JSON.stringify(l));
+    assert.match(String(l['msg']), new RegExp(`source gateway: worker process ${victim} .*exited unexpectedly \\(killed by SIGKILL\\)`));
+  }
+
+  // The surviving channels still carry data, both ways, intact.
+  const from = target.arrivals.length - CHANNELS;
+  for (const k of survivors) {
+    const c = clients[k] as Socket;
+    const [sent, received] = await Promise.all([sendRandom(c, 2 << 20), receiveAll(c)]);
+    const arrival = target.arrivals[from + k] as Arrival;
+    assert.deepEqual(await arrival.received, sent, `surviving channel ${k} lost data`);
+    assert.deepEqual(await arrival.sent, received);
+  }
+  // The kernel closes a dead process's sockets: with nothing unread that is a FIN, else a reset.
+  for (const how of await Promise.all(doomedEnds)) assert.ok(['end', 'ECONNRESET'].includes(how), `a channel of the dead worker ended with ${how}`);
+
+  const started = await gwA.waitForLog((l) => l.event === 'worker-started', 10_000);
+  const now = (await adminRequest(sockA, { op: 'status' }))['workers'] as Array<{ pid: number }>;
+  assert.equal(now.length, 2);
+  assert.ok(now.some((w) => w.pid === started['workerPid']) && !now.some((w) => w.pid === victim));
+});
