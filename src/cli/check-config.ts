@@ -35,6 +35,7 @@ function explain(c: Config): string[] {
   for (const r of c.routes) {
     out.push(`route ${r.name}: QEMU migrates to ${formatEndpoint(r.listen)} -> ${formatHostPort(r.peer)} (${r.peerName}) target ${r.target} as ${r.user}`);
   }
+  out.push(c.workers > 1 ? `processes: a primary (listeners, channel order) and ${c.workers} workers carrying the channels` : 'processes: one (workers: 1)');
   if (c.metrics) out.push(`metrics: Prometheus /metrics, /healthz, /readyz on http://${formatHostPort(c.metrics.listen)}`);
   if (!c.server && c.routes.length === 0) out.push('warning: no server and no routes: this gateway would do nothing');
   return out;
