@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -96,6 +96,7 @@ let target: Awaited<ReturnType<typeof recordingTarget>>;
 let routePort: number;
 let sockA: string;
 let sockB: string;
+let routeUnix: string;
 let metricsB: { host: string; port: number };
 let caseNo = 0;
 
@@ -108,6 +109,7 @@ before(async () => {
   await writeSecretFile(join(dir, 'to-b.password'), password);
   sockA = join(dir, 'a.sock');
   sockB = join(dir, 'b.sock');
+  routeUnix = join(dir, 'to-b.sock');
   await writeGatewayConfig(join(dir, 'b.yaml'), {
     name: 'host-b',
     workers: 2,
@@ -131,6 +133,7 @@ before(async () => {
     control: { socket: sockA },
     routes: {
       'to-b': { listen: 'tcp:127.0.0.1:0', peer: String(readyB['server']), peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
+      'to-b-unix': { listen: `unix:${routeUnix}`, peer: String(readyB['server']), peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
     },
   });
   gwA = await GatewayProcess.start({ configPath: join(dir, 'a.yaml'), name: 'host-a' });
@@ -238,6 +241,21 @@ test('cancel-across-workers: one cancel on the source ends every channel of the 
   assert.ok(new Set(closesB.map((l) => l['pid'])).size >= 2);
   const after = (await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[];
   assert.deepEqual(after, []);
+});
+
+test('unix-route-through-workers: a unix socket handed to a worker carries data intact both ways and stays private', async () => {
+  assert.equal((await stat(routeUnix)).mode & 0o777, 0o600, 'the primary applies the route socket mode');
+  const from = target.arrivals.length;
+  const c = await new Promise<Socket>((resolve, reject) => {
+    const s = connect({ path: routeUnix, allowHalfOpen: true }, () => resolve(s));
+    s.once('error', reject);
+  });
+  c.write('unix-route'.padEnd(TAG_BYTES, '.'), 'latin1');
+  const [sent, received] = await Promise.all([sendRandom(c, 4 << 20), receiveAll(c)]);
+  await target.tagged(from + 1);
+  const arrival = target.arrivals[from] as Arrival;
+  assert.deepEqual(await arrival.received, sent);
+  assert.deepEqual(await arrival.sent, received);
 });
 
 test('reload-reaches-every-worker: SIGHUP to the primary reloads each worker', async () => {
