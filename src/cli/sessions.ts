@@ -66,13 +66,15 @@ export async function cancelSession(socket: string, session: string, channel?: n
 
 export async function statusText(socket: string): Promise<string> {
   const r = await adminRequest(socket, { op: 'status' });
-  const id = r['identity'] as { subject: string; validTo: string };
+  const id = r['identity'] as { subject: string; validTo: string } | undefined;
+  const workers = r['workers'] as Array<{ pid: number; channels: number }> | undefined;
   return [
     `gateway ${String(r['name'])}: up ${String(r['uptimeS'])} s`,
     `  server: ${String(r['server'] ?? 'none')}; targets: ${(r['targets'] as string[]).join(', ') || 'none'}`,
     `  routes: ${(r['routes'] as Array<{ name: string; listen: string }>).map((x) => `${x.name} (${x.listen})`).join(', ') || 'none'}`,
     `  ${String(r['sessions'])} session(s), ${String(r['channels'])} channel(s) open`,
-    `  identity: ${id.subject}, valid until ${id.validTo}`,
+    ...(workers ? [`  workers: ${workers.map((w) => `pid ${w.pid} (${w.channels} channel(s))`).join(', ') || 'none running'}`] : []),
+    id ? `  identity: ${id.subject}, valid until ${id.validTo}` : '  identity: unknown (no worker process is running)',
   ].join('\n');
 }
 

@@ -327,6 +327,8 @@ export class WorkerPool {
         const base = first ? await first.link.request('status', null).catch(() => ({})) : {};
         const address = this.serverAddress();
         return {
+          name: this.config.name,
+          targets: [...(this.config.server?.targets.keys() ?? [])],
           ...base,
           uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
           server: address ? formatHostPort(address) : null,

@@ -15,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { adminRequest } from '../../src/admin/admin-client.js';
 import type { SessionView } from '../../src/admin/session-view.js';
 import { connectLoopback, receiveAll, sendRandom } from '../../src/demo/payload.js';
-import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
+import { GatewayProcess, addUser, runCli, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { get, scrape } from '../helpers/prometheus.js';
 
@@ -188,7 +188,9 @@ test('four-channels-across-workers: data intact both ways, at least two worker p
   // The destination connected its target in the order the source accepted.
   assert.deepEqual(target.arrivals.slice(from).map((a) => a.tag), tags, 'destination connection order differs from source accept order');
 
-  const view = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+  const cli = await runCli(['sessions', '--json', '--socket', sockA]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const view = JSON.parse(cli.stdout) as SessionView[];
   assert.equal(view.length, 1, 'one session on the source');
   const source = view[0] as SessionView;
   assert.deepEqual(source.channels.map((c) => c.channel), [0, 1, 2, 3]);
@@ -315,4 +317,7 @@ test('worker-crash: killing one worker ends only its channels, with cause worker
   const now = (await adminRequest(sockA, { op: 'status' }))['workers'] as Array<{ pid: number }>;
   assert.equal(now.length, 2);
   assert.ok(now.some((w) => w.pid === started['workerPid']) && !now.some((w) => w.pid === victim));
+  const statusCli = await runCli(['status', '--socket', sockA]);
+  assert.match(statusCli.stdout, new RegExp(`workers: pid \\d+ \\(\\d+ channel\\(s\\)\\), pid \\d+`));
+  assert.match(statusCli.stdout, new RegExp(`pid ${String(started['workerPid'])} `));
 });
