@@ -108,7 +108,14 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
         throw new Error(`the destination QEMU exited (code ${x.code}): ${said}`);
       });
       dstDied.catch(() => undefined);
-      const result = await Promise.race([migrateAndWait(src, dst, `tcp:127.0.0.1:${running.port}`, plan, MIGRATION_TIMEOUT_MS), dstDied]);
+      const rejected = watchRejectedStream(dst);
+      rejected.failed.catch(() => undefined);
+      let result;
+      try {
+        result = await Promise.race([migrateAndWait(src, dst, `tcp:127.0.0.1:${running.port}`, plan, MIGRATION_TIMEOUT_MS), dstDied, rejected.failed]);
+      } finally {
+        rejected.stop();
+      }
       const sides = await meter.end();
       const info = result.source;
       const ms = info['total-time'] ?? result.elapsedMs;
@@ -133,6 +140,24 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
     await Promise.allSettled(vms.map((vm) => vm.kill()));
   }
 }
+
+/**
+ * A destination that got a multifd channel where it expected the main one
+ * says so on stderr and may neither exit nor fail the source (which then
+ * stays "active"): fail at once instead of waiting for the deadline.
+ */
+function watchRejectedStream(dst: QemuVm): { failed: Promise<never>; stop: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      const line = dst.stderr().split('\n').find((l) => REJECTED_STREAM.test(l));
+      if (line !== undefined) reject(new Error(`the destination QEMU rejected the stream: ${line.trim()}`));
+    }, 200);
+  });
+  return { failed, stop: () => clearInterval(timer) };
+}
+
+const REJECTED_STREAM = /received packet magic|load of migration failed|multifd.*(error|failed)/i;
 
 async function sub(dir: string, name: string): Promise<string> {
   const p = join(dir, name);

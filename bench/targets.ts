@@ -57,7 +57,9 @@ export function judgeTargets(i: TargetInput): TargetResult[] {
   }
   for (const mode of ['single', 'multifd4'] as const) {
     const r = i.qemu.find((q) => q.mode === mode && q.path === 'vmgate');
-    out.push(judge(`QEMU ${mode}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel?.speed, (v) => v >= 1.3, x(r?.vsStunnel?.speed)));
+    const st = i.qemu.find((q) => q.mode === mode && q.path === 'stunnel');
+    const note = st !== undefined && st.completed === 0 ? `stunnel completed 0/${st.runs}: nothing to compare with` : undefined;
+    out.push(judge(`QEMU ${mode}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel?.speed, (v) => v >= 1.3, x(r?.vsStunnel?.speed), note));
   }
   const rel = i.reliability;
   if (rel === undefined || rel.runs < i.reliabilityRequired) {
