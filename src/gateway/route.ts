@@ -5,6 +5,7 @@ import { PeerError } from '../control/control-channel.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import { abortConnection } from '../relay/abort-connection.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
@@ -117,7 +118,7 @@ export class Route {
       log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel could not be opened (${err.code}): ${who}${err.message}`);
       this.deps.metrics.handshakeFailed('route', err.code);
       // Reset, not close: QEMU must see a failed connection, not an empty migration.
-      if (!local.destroyed) local.resetAndDestroy();
+      abortConnection(local);
       if (peer) {
         peer.tls.destroy();
         peer.raw.destroy();

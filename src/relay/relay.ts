@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
+import { abortConnection } from './abort-connection.js';
 import type { ReusedBufferReader } from './reused-buffer-reader.js';
 
 /**
@@ -85,11 +86,10 @@ export class Relay {
   abort(cause: ErrorCode, message: string): void {
     if (this.finished) return;
     this.finish(cause, message);
-    resetAndDestroy(this.local);
+    abortConnection(this.local);
     // Destroying a TLS socket ends it with a bare FIN, which the peer cannot
     // tell from a clean end; a reset of the TCP socket under it can be told.
-    resetAndDestroy(this.peerRaw);
-    this.peer.destroy();
+    abortConnection(this.peerRaw, this.peer);
   }
 
   private pump(from: Socket, to: Socket, counter: keyof RelayCounters, reader: ReusedBufferReader | undefined): void {
@@ -159,16 +159,6 @@ export class Relay {
     this.finished = true;
     if (this.graceTimer) clearTimeout(this.graceTimer);
     this.settle({ cause, message, durationMs: Date.now() - this.started, ...this.counters });
-  }
-}
-
-/** RST for TCP so the local QEMU sees a failure at once; plain destroy for others. */
-function resetAndDestroy(socket: Socket): void {
-  if (socket.destroyed) return;
-  try {
-    socket.resetAndDestroy();
-  } catch {
-    socket.destroy();
   }
 }
 

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as connectUnix } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
@@ -132,6 +133,37 @@ test('no-client-cert: a TLS client without a certificate is told tls-no-client-c
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-refused' });
     assert.equal(b['cause'], 'tls-no-client-cert');
     assert.equal(sink.transfers.length, 0);
+  } finally {
+    await pair.stop();
+    await sink.close();
+  }
+});
+
+test('unix-route-refused: a refused channel on a unix-socket route fails QEMU\'s connection and the gateway serves on', async () => {
+  const sink = await startSink(0);
+  const logs = captureLogs('info');
+  const caseDir = join(dir, `case-${n++}`);
+  const path = join(caseDir, 'route.sock');
+  const pair = await startLocalPair({
+    dir: caseDir, targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB,
+    tweakA: (c) => setRoute(c, { listen: `unix:${path}`, target: 'elsewhere' }),
+  });
+  try {
+    // Twice: a gateway that crashed or wedged on the first refusal would not answer the second.
+    for (const attempt of [1, 2]) {
+      const from = logs.find({}).length;
+      const outcome = await new Promise<string>((resolve) => {
+        const client = connectUnix(path);
+        client.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        client.on('end', () => resolve('end'));
+        client.write('QEVM'); // unread by the gateway: discarding it is what QEMU sees as a reset
+        client.resume();
+      });
+      assert.equal(outcome, 'ECONNRESET', `attempt ${attempt}: the local QEMU must see a failure, not a clean end`);
+      const refused = await logs.waitFor({ gateway: 'host-a', event: 'channel-refused' }, 10_000, from);
+      assert.equal(refused['cause'], 'target-unknown', `attempt ${attempt}: ${String(refused['msg'])}`);
+    }
+    assert.equal(sink.transfers.length, 0, 'the target must never be connected');
   } finally {
     await pair.stop();
     await sink.close();
