@@ -29,13 +29,14 @@ export class PeerClient {
   async connect(signal?: AbortSignal): Promise<{ peer: PeerSocket; ctrl: ControlChannel; done: () => void }> {
     const cfg = this.config;
     const identity = this.identity();
+    const { ticket, release } = await this.tickets.forDial(identity);
     let peer: PeerSocket;
     try {
       peer = await dialPeer({
         peer: cfg.peer,
         peerName: cfg.peerName,
         identity,
-        ticket: this.tickets.get(identity),
+        ticket,
         onTicket: (t) => this.tickets.put(identity, t),
         timeoutMs: cfg.connectTimeoutMs,
         ...(signal ? { signal } : {}),
@@ -43,6 +44,7 @@ export class PeerClient {
     } catch (e: unknown) {
       // Whatever went wrong, the next dial starts from a full handshake.
       this.tickets.drop();
+      release();
       throw e;
     }
     const ctrl = new ControlChannel(peer.tls, classifyPeerError, [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED]);
@@ -54,6 +56,8 @@ export class PeerClient {
     try {
       ctrl.send({ type: MessageType.HELLO, versions: [PROTOCOL_VERSION] });
       const welcome = await ctrl.expect(MessageType.WELCOME);
+      // The server's tickets precede its first frame: any ticket is kept by now.
+      release();
       if (welcome.version !== PROTOCOL_VERSION) throw new VmgateError('version-unsupported', `the peer chose protocol version ${welcome.version}`);
       if (!welcome.mechanisms.includes('PLAIN')) throw new VmgateError('auth-mechanism', `the peer offers ${welcome.mechanisms.join(', ')}, not PLAIN`);
       ctrl.send({ type: MessageType.AUTH, mechanism: 'PLAIN', response: buildPlainResponse(cfg.user, this.password()) });
@@ -62,6 +66,7 @@ export class PeerClient {
     } catch (e: unknown) {
       // A refusal may be about the session we resumed (its certificate expired since): retry in full.
       this.tickets.drop();
+      release();
       done();
       peer.tls.destroy();
       peer.raw.destroy();

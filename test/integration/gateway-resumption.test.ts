@@ -142,6 +142,8 @@ test('eight-channels-cold: eight channels opened at once on a fresh pair share o
     const opens = await channels(c, 8);
     assert.equal(new Set(opens.a.map((e) => e['session'])).size, 1, 'one migration session');
     assert.deepEqual(opens.b.map((e) => e['channel']).sort((p, q) => Number(p) - Number(q)), [0, 1, 2, 3, 4, 5, 6, 7]);
+    // The first dial has nothing to resume; the others wait (bounded) for its ticket (unit: ticket-gate-*).
+    assert.equal(opens.a.find((e) => e['channel'] === 0)?.['tlsResumed'], false);
     const logins = opens.b.map((e) => e['login']);
     // Logins that arrive while the first scrypt runs share it; on a busy machine some arrive after it and find it recent.
     assert.equal(logins.filter((l) => l === 'scrypt').length, 1, `one scrypt run for eight channels: ${logins.join(', ')}`);

@@ -96,3 +96,40 @@ test('ticket-cache: a ticket is offered only under the identity it was verified 
   cache.drop();
   assert.equal(cache.get(idA), undefined);
 });
+
+test('ticket-gate-pioneer: dials that start during the first full handshake wait for its ticket', { timeout: 2_000 }, async () => {
+  const cache = new TicketCache(() => NOW, 10_000);
+  const id = {} as Identity;
+  const ticket = { session: Buffer.from('t'), cert: peerCert('1234', NOW - DAY, NOW + DAY) };
+  const pioneer = await cache.forDial(id);
+  assert.equal(pioneer.ticket, undefined, 'the first dial does the full handshake');
+  const waiting = cache.forDial(id);
+  cache.put(id, ticket);
+  assert.equal((await waiting).ticket?.session, ticket.session);
+  pioneer.release();
+  assert.equal((await cache.forDial(id)).ticket?.session, ticket.session, 'later dials take the kept ticket at once');
+});
+
+test('ticket-gate-pioneer-failed: when the first dial brings no ticket, the waiting dials go ahead without one', { timeout: 2_000 }, async () => {
+  const cache = new TicketCache(() => NOW, 10_000);
+  const id = {} as Identity;
+  const pioneer = await cache.forDial(id);
+  const waiting = cache.forDial(id);
+  pioneer.release();
+  assert.equal((await waiting).ticket, undefined);
+  assert.equal((await cache.forDial(id)).ticket, undefined, 'and the next dial is a new pioneer, not a waiter');
+});
+
+test('ticket-gate-bounded: a dial waits for a slow first handshake only so long', { timeout: 5_000 }, async () => {
+  const cache = new TicketCache(() => NOW, 20);
+  const id = {} as Identity;
+  await cache.forDial(id);
+  assert.equal((await cache.forDial(id)).ticket, undefined);
+});
+
+test('ticket-gate-other-identity: a dial under a reloaded identity does not wait for the old one', { timeout: 2_000 }, async () => {
+  const cache = new TicketCache(() => NOW, 10_000);
+  await cache.forDial({} as Identity);
+  const other = await cache.forDial({} as Identity);
+  assert.equal(other.ticket, undefined);
+});
