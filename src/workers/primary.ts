@@ -301,10 +301,14 @@ export class WorkerPool {
     if (this.polling) return this.cache;
     this.polling = true;
     try {
-      const live = this.live(true);
-      const parts = await Promise.all(live.map((w) => w.link.request('snapshot', null).catch(() => this.cache.filter((c) => c.pid === w.pid))));
-      this.cache = parts.flat();
-      const first = live[0];
+      // A worker whose IPC closed but whose exit is not handled yet keeps its
+      // last known channels: onExit accounts for them.
+      const known = this.slots.filter((w): w is WorkerHandle => w !== undefined);
+      const kept = (w: WorkerHandle): ChannelSnapshot[] => this.cache.filter((c) => c.pid === w.pid);
+      const parts = await Promise.all(known.map((w) => (w.link.connected ? w.link.request('snapshot', null).catch(() => kept(w)) : kept(w))));
+      const current = new Set(this.slots.map((w) => w?.pid));
+      this.cache = parts.flat().filter((c) => current.has(c.pid));
+      const first = this.live(true)[0];
       if (first) this.workerNotReady = await first.link.request('not-ready', null).catch(() => this.workerNotReady);
       return this.cache;
     } finally {

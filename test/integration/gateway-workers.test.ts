@@ -321,3 +321,32 @@ test('worker-crash: killing one worker ends only its channels, with cause worker
   assert.match(statusCli.stdout, new RegExp(`workers: pid \\d+ \\(\\d+ channel\\(s\\)\\), pid \\d+`));
   assert.match(statusCli.stdout, new RegExp(`pid ${String(started['workerPid'])} `));
 });
+
+test('destination-worker-crash: killing a destination worker ends only its channels there, cause worker-exited, and the others carry on', async () => {
+  const fromB = gwB.logs.length;
+  const { clients } = await openTagged(CHANNELS);
+  const from = target.arrivals.length - CHANNELS;
+  const view = ((await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[])[0] as SessionView;
+  const victim = view.channels[0]?.pid ?? -1;
+  const doomed = view.channels.filter((c) => c.pid === victim).map((c) => c.channel);
+  const survivors = view.channels.filter((c) => c.pid !== victim).map((c) => c.channel);
+  assert.ok(doomed.length > 0 && survivors.length > 0, `channels not spread: ${JSON.stringify(view.channels)}`);
+
+  process.kill(victim, 'SIGKILL');
+  const exited = await gwB.waitForLog((l) => l.event === 'worker-exited' && l['workerPid'] === victim, 10_000);
+  assert.equal(exited['pid'], gwB.pid, 'the primary logs the crash');
+  assert.equal(exited['channels'], doomed.length);
+  const closes = await gwB.waitForLogs((l) => l.event === 'channel-close' && l['workerPid'] === victim, doomed.length, 10_000, fromB);
+  assert.deepEqual(closes.map((l) => l['channel']).sort(), [...doomed].sort());
+  assert.deepEqual(closes.map((l) => l['cause']), doomed.map(() => 'worker-exited'));
+
+  for (const k of survivors) {
+    const c = clients[k] as Socket;
+    const [sent, received] = await Promise.all([sendRandom(c, 2 << 20), receiveAll(c)]);
+    const arrival = target.arrivals[from + k] as Arrival;
+    assert.deepEqual(await arrival.received, sent, `surviving channel ${k} lost data`);
+    assert.deepEqual(await arrival.sent, received);
+  }
+  for (const k of doomed) (clients[k] as Socket).destroy();
+  await gwB.waitForLog((l) => l.event === 'worker-started' && gwB.logs.indexOf(l) >= fromB, 10_000);
+});
