@@ -1,9 +1,11 @@
 import type { Socket } from 'node:net';
+import { setDefaultHighWaterMark } from 'node:stream';
 import { loadConfig } from '../config/load.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { Gateway } from '../gateway/gateway.js';
 import type { ChannelOrder } from '../gateway/session-order.js';
 import { createLogger, type Logger } from '../log/logger.js';
+import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { IpcLink, type OpHandlers } from './ipc-link.js';
 import { WorkerMetrics } from './worker-metrics.js';
 import type { PrimaryNotice, PrimaryOps, WorkerNotice, WorkerOps } from './messages.js';
@@ -21,6 +23,11 @@ type PrimaryLink = IpcLink<WorkerOps, PrimaryOps, WorkerNotice, PrimaryNotice>;
  */
 export async function runWorker(configFile: string): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
+  // The sockets Node rebuilds from handed-over handles take the default
+  // high-water marks, not RELAY_HIGH_WATER_MARK that the single-process
+  // listener sets; nearly every stream of a worker is a relay socket, so the
+  // worker's default is the relay's.
+  setDefaultHighWaterMark(false, RELAY_HIGH_WATER_MARK);
   let gateway: Gateway | undefined;
   let log: Logger | undefined;
   let stopping: Promise<void> | undefined;
