@@ -22,7 +22,7 @@ import { logChannelEnd } from './channel-record.js';
 import type { ChannelTable } from './channel-table.js';
 import { EndRecords, type EndRecord } from './end-records.js';
 import { HandshakeSlots } from './handshake-slots.js';
-import { connectLocal, type LocalConnection } from './local-socket.js';
+import { connectLocal } from './local-socket.js';
 import { PROTOCOL_VERSION } from './peer-client.js';
 import { SessionOrder, type ChannelOrder } from './session-order.js';
 
@@ -299,7 +299,7 @@ export class InboundServer {
       throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
     }
     const owner = c.peer.fingerprint256;
-    let local: LocalConnection;
+    let local: Socket;
     await this.order.turn(owner, open.session, open.channel);
     try {
       local = await connectLocal(target.connect, this.deps.config.handshakeTimeoutMs);
@@ -315,7 +315,7 @@ export class InboundServer {
     const remainder = c.ctrl.detach();
     log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
     this.relaying.add(c.raw);
-    const relay = new Relay(local.socket, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder, localReader: local.reader });
+    const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
     const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner });
     let result: RelayResult = await relay.done;
     this.deps.channels.remove(entry);

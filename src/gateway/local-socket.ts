@@ -2,21 +2,13 @@ import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { formatEndpoint, type LocalEndpoint } from '../config/endpoint.js';
 import { VmgateError, messageOf, systemCode } from '../errors.js';
-import { READ_BUFFER_BYTES, READ_BUFFERS_IN_FLIGHT, RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
-import { ReusedBufferReader } from '../relay/reused-buffer-reader.js';
-
-/** A connection to a local target, read through reused buffers (hand `reader` to the Relay). */
-export interface LocalConnection {
-  socket: Socket;
-  reader: ReusedBufferReader;
-}
+import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 
 /** Connects to a local QEMU (target) endpoint. Never used to probe: a connection IS a migration stream. */
-export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promise<LocalConnection> {
+export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const reader = new ReusedBufferReader(READ_BUFFER_BYTES, READ_BUFFERS_IN_FLIGHT);
     // net.Socket hands its options to stream.Duplex, which takes highWaterMark; @types/node 20 does not list it.
-    const tuning = { allowHalfOpen: true, highWaterMark: RELAY_HIGH_WATER_MARK, onread: reader.onread };
+    const tuning = { allowHalfOpen: true, highWaterMark: RELAY_HIGH_WATER_MARK };
     const socket = endpoint.kind === 'tcp'
       ? createConnection({ host: endpoint.host, port: endpoint.port, ...tuning })
       : createConnection({ path: endpoint.path, ...tuning });
@@ -33,7 +25,7 @@ export function connectLocal(endpoint: LocalEndpoint, timeoutMs: number): Promis
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', fail);
-      resolve({ socket, reader });
+      resolve(socket);
     });
   });
 }

@@ -2,6 +2,7 @@
  * Buffer sizes of the data path, in one place because they trade memory per
  * channel for CPU per byte (measured with `npm run bench`, docs/performance.md).
  */
+import type { ReadBufferSizes } from './reused-buffer-reader.js';
 
 /**
  * Readable and writable high-water mark of every socket a channel uses. With
@@ -13,11 +14,14 @@
 export const RELAY_HIGH_WATER_MARK = 1 << 20;
 
 /**
- * Sockets we create (the server's connection to its target) are read with
- * `onread` into buffers of this size, reused once written. One read takes
- * whatever the kernel holds, up to this, instead of Node's 64 KiB.
+ * Every leg of a channel is read into reused buffers of 1 MiB. A plain read
+ * takes whatever the kernel holds, up to the free tail of the current buffer
+ * (at least 64 KiB), instead of Node's 64 KiB; TLS records (16 KiB) are
+ * packed into the same buffers. Reading stops while 2 MiB of a direction are
+ * being written, so a busy direction holds about 3 buffers, an idle one 1.
  */
-export const READ_BUFFER_BYTES = 1 << 20;
-
-/** Buffers handed to the writer before reading stops: bounds the reader at (this + 1) buffers. */
-export const READ_BUFFERS_IN_FLIGHT = 2;
+export const READ_BUFFER_SIZES: ReadBufferSizes = {
+  bufferBytes: 1 << 20,
+  minReadBytes: 64 << 10,
+  maxOutstandingBytes: 2 << 20,
+};

@@ -2,7 +2,8 @@ import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
 import { abortConnection } from './abort-connection.js';
-import type { ReusedBufferReader } from './reused-buffer-reader.js';
+import { READ_BUFFER_SIZES } from './buffer-sizes.js';
+import { ReusedBufferReader } from './reused-buffer-reader.js';
 
 /**
  * The data phase of one channel: raw bytes both ways between the local QEMU
@@ -15,7 +16,8 @@ import type { ReusedBufferReader } from './reused-buffer-reader.js';
  *   after everything before it is written; the other direction keeps flowing.
  * - Anything abnormal (error, reset, abort) tears down both legs at once, the
  *   local one with a TCP RST where possible so QEMU sees an error, not EOF.
- * - Nothing is allocated per chunk: the listeners and callbacks of a
+ * - Both legs are read into a few reused buffers (ReusedBufferReader), and
+ *   nothing is allocated per chunk: the listeners and callbacks of a
  *   direction are made once (docs/performance.md says what that bought).
  */
 
@@ -40,8 +42,8 @@ export interface RelayOptions {
   closeGraceMs: number;
   /** Bytes that arrived from the peer behind the last control frame. */
   initialFromPeer?: Buffer;
-  /** The local socket was created with this reader's `onread`: its data comes from the reader, not 'data' events. */
-  localReader?: ReusedBufferReader;
+  /** Read both legs with 'data' events, as on a Node where reused buffers cannot be adopted (tests). */
+  dataEvents?: boolean;
 }
 
 export class Relay {
@@ -67,14 +69,12 @@ export class Relay {
       this.counters.bytesIn += opts.initialFromPeer.length;
       local.write(opts.initialFromPeer);
     }
-    this.pump(local, peer, 'bytesOut', opts.localReader);
-    this.pump(peer, local, 'bytesIn', undefined);
     local.on('error', (e) => this.abort(this.opts.localCause, `local connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     peer.on('error', (e) => this.abort('peer-reset', `peer connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     local.on('close', () => this.closed('local'));
     peer.on('close', () => this.closed('peer'));
-    local.resume();
-    peer.resume();
+    this.pump(local, peer, 'bytesOut');
+    this.pump(peer, local, 'bytesIn');
   }
 
   /** True once either direction has ended normally. */
@@ -92,8 +92,10 @@ export class Relay {
     abortConnection(this.peerRaw, this.peer);
   }
 
-  private pump(from: Socket, to: Socket, counter: keyof RelayCounters, reader: ReusedBufferReader | undefined): void {
+  /** Carries one direction, `from` to `to`, and starts reading `from`. */
+  private pump(from: Socket, to: Socket, counter: keyof RelayCounters): void {
     const plainWriter = !(to instanceof TLSSocket);
+    const reader = new ReusedBufferReader(READ_BUFFER_SIZES);
     let corked = false;
     let waitingDrain = false;
     const uncork = (): void => {
@@ -101,7 +103,7 @@ export class Relay {
       to.uncork();
     };
     const resume = (): void => {
-      if (!waitingDrain && (reader === undefined || reader.hasRoom())) from.resume();
+      if (!waitingDrain && reader.hasRoom()) from.resume();
     };
     to.on('drain', () => {
       if (!waitingDrain) return;
@@ -122,20 +124,24 @@ export class Relay {
       waitingDrain = true;
       return false;
     };
-    if (reader !== undefined) {
-      // Returning false stops reading; `resume` restarts it once the writer has drained and a buffer is back.
-      reader.attach((chunk) => forward(chunk, reader.released) && reader.hasRoom(), resume);
-    } else {
-      from.on('data', (chunk: Buffer) => {
-        if (!forward(chunk, undefined)) from.pause();
-      });
-    }
     from.on('end', () => {
       if (corked) uncork();
       to.end();
       this.endedDirections += 1;
       if (this.endedDirections === 2) this.armGrace();
     });
+    // Whatever the socket queued before the relay took it (a socket handed to
+    // a worker may have read some) goes first.
+    const queued = from.read() as Buffer | null;
+    if (queued !== null) forward(queued, undefined);
+    // Returning false stops reading; `resume` restarts it once the writer has drained and bytes are back.
+    reader.attach((chunk) => forward(chunk, reader.released) && reader.hasRoom(), resume);
+    if (this.opts.dataEvents === true || !reader.adopt(from)) {
+      from.on('data', (chunk: Buffer) => {
+        if (!forward(chunk, undefined)) from.pause();
+      });
+    }
+    resume();
   }
 
   private closed(which: 'local' | 'peer'): void {

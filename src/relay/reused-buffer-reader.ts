@@ -1,69 +1,128 @@
-import type { OnReadOpts } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
+import { adoptUserBuffer } from './adopt-user-buffer.js';
 
 /**
- * Reads a socket into a few reused buffers (net's `onread` option) instead of
- * letting Node allocate a fresh 64 KiB buffer for every read: fewer, larger
- * reads and no allocation per chunk. Only sockets we create can take
- * `onread`; accepted sockets (a route's QEMU connection) cannot.
+ * Reads a socket into a few large reused buffers (Node's `onread` mechanism)
+ * instead of letting Node allocate a fresh buffer for every read: for a plain
+ * socket a read takes whatever the kernel holds, up to the free space of the
+ * current buffer, instead of 64 KiB; for a TLS socket each decrypted 16 KiB
+ * record lands in our buffer instead of a new allocation, and skips the
+ * readable stream's queue.
  *
- * A buffer filled by a read goes to the writer and comes back when the
- * write's callback fires (writes complete in order, so the oldest comes back
- * first). Reading stops while `maxInFlight` buffers are out, so a direction
- * holds at most `(maxInFlight + 1) * bufferBytes` of them.
+ * Each read goes into the unused tail of the current buffer; when the tail
+ * gets short, reading moves to a fresh buffer. A chunk handed to the sink is
+ * out until its write's callback (`released`) fires; writes complete in
+ * order, so the oldest chunk comes back first. A buffer is reused once it is
+ * full and all its chunks are back, so no byte is overwritten while it is
+ * still being written. Reading stops while `maxOutstandingBytes` are out.
  *
- *   const reader = new ReusedBufferReader();
- *   const socket = createConnection({ host, port, onread: reader.onread });
- *   reader.attach((chunk) => writer.write(chunk, reader.released) && reader.hasRoom());
+ *   const reader = new ReusedBufferReader(sizes);
+ *   reader.attach((chunk) => writer.write(chunk, reader.released) && reader.hasRoom(), () => socket.resume());
+ *   reader.adopt(socket) || socket.on('data', ...);   // or net.connect({ onread: reader.onread })
  */
+
+export interface ReadBufferSizes {
+  /** Size of each buffer. */
+  bufferBytes: number;
+  /** A tail shorter than this is left unused: the next read goes to a fresh buffer. */
+  minReadBytes: number;
+  /** Reading stops while this many bytes are with the writer. */
+  maxOutstandingBytes: number;
+}
+
+interface Slab {
+  readonly buf: Buffer;
+  /** Chunks of this buffer not yet released. */
+  out: number;
+}
+
+/** Free buffers kept for reuse beyond those in use; more go to the garbage collector. */
+const SPARE_SLABS = 2;
+
 export class ReusedBufferReader {
-  /** Pass to `net.createConnection` / `new net.Socket`. */
+  /** For sockets created with it: pass to `net.connect` / `new net.Socket`. */
   readonly onread: OnReadOpts;
-  /** Write callback for a chunk from this reader: hands its buffer back. */
+  /** Write callback for a chunk from this reader: hands its bytes back. */
   readonly released: () => void;
-  private readonly free: Buffer[] = [];
-  private readonly inFlight: Buffer[] = [];
+  private readonly spare: Buffer[] = [];
+  /** The owner of each chunk that is out, oldest first, and its length. */
+  private readonly owners: Slab[] = [];
+  private readonly lengths: number[] = [];
+  private outstanding = 0;
+  private current: Slab | undefined;
+  private fill = 0;
   private sink: ((chunk: Buffer) => boolean) | undefined;
   private onRoom: (() => void) | undefined;
 
-  constructor(
-    private readonly bufferBytes: number,
-    private readonly maxInFlight: number,
-  ) {
+  constructor(private readonly sizes: ReadBufferSizes) {
     this.onread = {
       buffer: () => this.next(),
-      callback: (nread: number, buf: Uint8Array) => this.deliver(nread, buf as Buffer),
+      callback: (nread: number) => this.deliver(nread),
     };
-    this.released = () => {
-      const buf = this.inFlight.shift();
-      if (buf !== undefined) this.free.push(buf);
-      if (this.inFlight.length < this.maxInFlight) this.onRoom?.();
-    };
+    this.released = () => this.release();
   }
 
   /**
    * Where chunks go: `sink` returns false to stop reading (the writer is
-   * full); `onRoom` is called when a buffer has come back and reading may
-   * resume. Nothing is read before the socket is resumed, so attach before that.
+   * full); `onRoom` is called when bytes have come back and reading may
+   * resume. Attach before the socket is read.
    */
   attach(sink: (chunk: Buffer) => boolean, onRoom: () => void): void {
     this.sink = sink;
     this.onRoom = onRoom;
   }
 
+  /**
+   * Reads an existing socket (an accepted one) through this reader from now
+   * on. False when this Node cannot (see adopt-user-buffer.ts): read it with
+   * 'data' events instead. Take whatever the socket has buffered first.
+   */
+  adopt(socket: Socket): boolean {
+    return adoptUserBuffer(socket, this.onread);
+  }
+
   /** True while another read may start. */
   hasRoom(): boolean {
-    return this.inFlight.length < this.maxInFlight;
+    return this.outstanding < this.sizes.maxOutstandingBytes;
   }
 
-  /** The buffer for the next read: never one that is still out. */
+  /** Where the next read goes: the current buffer's unused tail, or a fresh buffer. */
   private next(): Buffer {
-    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);
+    let slab = this.current;
+    if (slab === undefined || slab.buf.length - this.fill < this.sizes.minReadBytes) {
+      if (slab !== undefined && slab.out === 0) this.recycle(slab.buf);
+      slab = { buf: this.spare.pop() ?? Buffer.allocUnsafeSlow(this.sizes.bufferBytes), out: 0 };
+      this.current = slab;
+      this.fill = 0;
+    }
+    return slab.buf.subarray(this.fill);
   }
 
-  private deliver(nread: number, buf: Buffer): boolean {
-    this.inFlight.push(buf);
+  /** Node read `nread` bytes into the tail that `next` gave it. */
+  private deliver(nread: number): boolean {
+    const slab = this.current;
     const sink = this.sink;
-    if (sink === undefined) throw new Error('ReusedBufferReader: data arrived before attach()');
-    return sink(nread === buf.length ? buf : buf.subarray(0, nread));
+    if (slab === undefined || sink === undefined) throw new Error('ReusedBufferReader: data arrived before attach()');
+    const chunk = slab.buf.subarray(this.fill, this.fill + nread);
+    this.fill += nread;
+    slab.out += 1;
+    this.owners.push(slab);
+    this.lengths.push(nread);
+    this.outstanding += nread;
+    return sink(chunk);
+  }
+
+  private release(): void {
+    const slab = this.owners.shift();
+    if (slab === undefined) return;
+    const wasFull = !this.hasRoom();
+    this.outstanding -= this.lengths.shift() ?? 0;
+    slab.out -= 1;
+    if (slab.out === 0 && slab !== this.current) this.recycle(slab.buf);
+    if (wasFull && this.hasRoom()) this.onRoom?.();
+  }
+
+  private recycle(buf: Buffer): void {
+    if (this.spare.length < SPARE_SLABS) this.spare.push(buf);
   }
 }
