@@ -32,6 +32,8 @@ export interface QemuSample {
   error?: string;
   /** QEMU's total-time, seconds. */
   seconds?: number;
+  /** QEMU's setup-time, seconds: from the migrate command until every channel is connected and the first byte goes. */
+  setupSeconds?: number | undefined;
   /** RAM bytes QEMU sent / total-time. */
   mbPerSec?: number;
   cpuSecondsPerGiB?: number | undefined;
@@ -79,7 +81,8 @@ export async function runReliability(path: PathSpec, setup: QemuSetup, o: { coun
 export function describe(s: QemuSample): string {
   if (!s.ok) return `FAILED: ${s.error ?? 'unknown'}`;
   const cpu = s.cpuSecondsPerGiB === undefined ? '' : `, ${s.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB`;
-  return `${(s.seconds ?? 0).toFixed(2)} s, ${(s.mbPerSec ?? 0).toFixed(0)} MB/s${cpu}`;
+  const setup = s.setupSeconds === undefined ? '' : ` (setup ${(s.setupSeconds * 1000).toFixed(0)} ms)`;
+  return `${(s.seconds ?? 0).toFixed(2)} s${setup}, ${(s.mbPerSec ?? 0).toFixed(0)} MB/s${cpu}`;
 }
 
 async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, round: number): Promise<QemuSample> {
@@ -124,6 +127,7 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
         ...base,
         ok: true,
         seconds: ms / 1000,
+        setupSeconds: info['setup-time'] === undefined ? undefined : info['setup-time'] / 1000,
         mbPerSec: transferred / 1e6 / (ms / 1000),
         cpuSecondsPerGiB: cpuPerGiB(sides, transferred),
         peakRssBytes: maxPeakRss(sides),

@@ -63,6 +63,10 @@ export class Traffic {
       const received = await receiverReports.next(deadline);
       if (received.type !== 'received') throw new Error(`receiver: ${JSON.stringify(received)}`);
       if (received.bytes !== o.bytes) throw new Error(`receiver got ${received.bytes} bytes of ${o.bytes}`);
+      // The sender's own report can come after the receiver's; left unread it
+      // would be taken as the answer of the next transfer.
+      const done = await senderReports.next(deadline);
+      if (done.type !== 'sent') throw new Error(`sender: ${JSON.stringify(done)}`);
       return { bytes: received.bytes, seconds: received.seconds, ...ports };
     } finally {
       receiverReports.stop();
