@@ -71,11 +71,26 @@ export async function statusText(socket: string): Promise<string> {
   return [
     `gateway ${String(r['name'])}: up ${String(r['uptimeS'])} s`,
     `  server: ${String(r['server'] ?? 'none')}; targets: ${(r['targets'] as string[]).join(', ') || 'none'}`,
-    `  routes: ${(r['routes'] as Array<{ name: string; listen: string }>).map((x) => `${x.name} (${x.listen})`).join(', ') || 'none'}`,
+    ...routeLines(r['routes'] as RouteStatus[]),
     `  ${String(r['sessions'])} session(s), ${String(r['channels'])} channel(s) open`,
     ...(workers ? [`  workers: ${workers.map((w) => `pid ${w.pid} (${w.channels} channel(s))`).join(', ') || 'none running'}`] : []),
     id ? `  identity: ${id.subject}, valid until ${id.validTo}` : '  identity: unknown (no worker process is running)',
   ].join('\n');
+}
+
+type RouteStatus = { name: string; listen: string; peer?: { state: string; since?: string; lastOk?: string; cause?: string; message?: string } };
+
+/** One line per route, with the verdict of its last peer probe. */
+function routeLines(routes: RouteStatus[]): string[] {
+  if (routes.length === 0) return ['  routes: none'];
+  return routes.map((x) => {
+    const p = x.peer;
+    const peer = p === undefined ? ''
+      : p.state === 'up' ? `; peer up (last check ${p.lastOk ?? '?'})`
+      : p.state === 'down' ? `; peer DOWN since ${p.since ?? '?'} (${p.cause ?? '?'}): ${p.message ?? ''}`
+      : '; peer not checked yet';
+    return `  route ${x.name} (${x.listen})${peer}`;
+  });
 }
 
 function size(bytes: number): string {

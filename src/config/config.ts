@@ -60,6 +60,8 @@ export interface RouteConfig {
   user: string;
   passwordFile: string;
   connectTimeoutMs: number;
+  /** How often the peer is probed (gateway/peer-probe.ts); 0: never. */
+  probeIntervalMs: number;
   /** Group allowed to connect to a unix `listen` socket (mode 0660); undefined: 0600. */
   socketGroup: string | number | undefined;
 }

@@ -176,6 +176,7 @@ function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: s
     user: raw.user,
     passwordFile: abs(raw.passwordFile),
     connectTimeoutMs: raw.connectTimeoutMs,
+    probeIntervalMs: raw.probeIntervalMs,
     socketGroup: raw.socketGroup,
   };
 }

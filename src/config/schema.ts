@@ -41,6 +41,11 @@ export const routeSchema = z.object({
   passwordFile: path,
   unsafeAllowNonLoopback: z.boolean().default(false),
   connectTimeoutMs: ms(100, 120_000).default(10_000),
+  /**
+   * How often to check that the peer would open a channel (TLS, SASL, target
+   * allowed), which also keeps the path warm; 0: never.
+   */
+  probeIntervalMs: ms(0, 3_600_000).refine((v) => v === 0 || v >= 1_000, 'must be 0 (never) or at least 1000').default(30_000),
   /** For a unix `listen`: the group QEMU runs in may connect (socket mode 0660); otherwise 0600. */
   socketGroup: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
 }).strict();

@@ -21,6 +21,8 @@ export const MessageType = {
   ABORTED: 9,
   REPORT: 10,
   REPORTED: 11,
+  PROBE: 12,
+  PROBED: 13,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
@@ -39,6 +41,9 @@ export interface AbortedMessage { type: typeof MessageType.ABORTED; count: numbe
 export interface ReportMessage { type: typeof MessageType.REPORT; session: string; channel: number }
 /** `code` is `ok` for a normal end. */
 export interface ReportedMessage { type: typeof MessageType.REPORTED; code: ErrorCode | 'ok'; message: string; bytesIn: number; bytesOut: number }
+/** Would you OPEN `target` for me? Answered without connecting it: a connection to a target IS a migration stream. */
+export interface ProbeMessage { type: typeof MessageType.PROBE; target: string }
+export interface ProbedMessage { type: typeof MessageType.PROBED }
 
 export type Message =
   | HelloMessage
@@ -51,7 +56,9 @@ export type Message =
   | AbortMessage
   | AbortedMessage
   | ReportMessage
-  | ReportedMessage;
+  | ReportedMessage
+  | ProbeMessage
+  | ProbedMessage;
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   1: 'HELLO',
@@ -65,6 +72,8 @@ export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   9: 'ABORTED',
   10: 'REPORT',
   11: 'REPORTED',
+  12: 'PROBE',
+  13: 'PROBED',
 };
 
 // ---- field constraints (exported so config validation can reuse them) ----
@@ -92,6 +101,7 @@ const version = z.number().int('must be an integer').positive('must be positive'
 const mechanism = z.string().regex(MECHANISM_PATTERN, 'must be 1..20 characters of A-Z 0-9 - _');
 
 const session = z.string().regex(SESSION_PATTERN, 'must be exactly 32 lowercase hex digits');
+const target = z.string().refine(isValidTarget, `must be 1..${MAX_TARGET_LENGTH} characters of A-Z a-z 0-9 . _ -, start with a letter or digit and not contain ".."`);
 const channel = z.number().int('must be an integer').min(0, `must be 0..${MAX_CHANNEL}`).max(MAX_CHANNEL, `must be 0..${MAX_CHANNEL}`);
 const errorText = z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`);
 /** Shape-checked even when unknown, so a newer peer's code can be logged safely; unknown maps to `internal`. */
@@ -121,7 +131,7 @@ const schemas = {
     user: z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters'),
   }),
   [MessageType.OPEN]: z.strictObject({
-    target: z.string().refine(isValidTarget, `must be 1..${MAX_TARGET_LENGTH} characters of A-Z a-z 0-9 . _ -, start with a letter or digit and not contain ".."`),
+    target,
     session,
     channel,
   }),
@@ -142,6 +152,8 @@ const schemas = {
   [MessageType.REPORTED]: z
     .strictObject({ code: peerCode, message: errorText, bytesIn: byteCount, bytesOut: byteCount })
     .transform(({ code, message, ...rest }) => ({ ...rest, ...(code === 'ok' ? { code: 'ok' as const, message } : knownCode(code, message)) })),
+  [MessageType.PROBE]: z.strictObject({ target }),
+  [MessageType.PROBED]: z.strictObject({}),
 } as const;
 
 function isMessageType(t: number): t is MessageType {
@@ -217,6 +229,10 @@ function bodyOf(m: Message): Record<string, unknown> {
       return { session: m.session, channel: m.channel };
     case MessageType.REPORTED:
       return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH), bytesIn: m.bytesIn, bytesOut: m.bytesOut };
+    case MessageType.PROBE:
+      return { target: m.target };
+    case MessageType.PROBED:
+      return {};
   }
 }
 

@@ -35,6 +35,8 @@ export interface LocalPairOptions {
   pkiB?: string;
   user?: string;
   password?: string;
+  /** host-a's routes.to-b.probeIntervalMs (default: the config default); 0 keeps the path cold for tests that count logins and refusals. */
+  probeIntervalMs?: number;
   /** Extra keys merged into each config (tests use this to break things). */
   tweakA?: (c: Record<string, unknown>) => void;
   tweakB?: (c: Record<string, unknown>) => void;
@@ -101,7 +103,10 @@ export async function writePairFiles(o: Omit<LocalPairOptions, 'log'>): Promise<
         name: 'host-a',
         tls: { dir: routeA },
         routes: {
-          'to-b': { listen: 'tcp:127.0.0.1:0', peer: `127.0.0.1:${bPort}`, peerName: 'host-b', target: 'incoming', user, passwordFile: './to-b.password' },
+          'to-b': {
+            listen: 'tcp:127.0.0.1:0', peer: `127.0.0.1:${bPort}`, peerName: 'host-b', target: 'incoming', user, passwordFile: './to-b.password',
+            ...(o.probeIntervalMs === undefined ? {} : { probeIntervalMs: o.probeIntervalMs }),
+          },
         },
       };
       o.tweakA?.(configA);

@@ -169,6 +169,7 @@ export class Gateway {
       this.metrics?.setIdentity(next.identity);
       this.log.info({ event: 'reloaded', identity: subject(next.identity), validTo: next.identity.server.cert.validTo }, 'reloaded certificates, CRL, credentials and allow-lists');
       this.warnExpiry();
+      for (const r of this.routes) r.probeNow();
       return undefined;
     } catch (e: unknown) {
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
@@ -216,6 +217,7 @@ export class Gateway {
       const route = new Route({ ...common, config: rc, password: () => this.state.passwords.get(rc.name) ?? '', log: this.log.child({ role: 'route' }) });
       this.routes.push(route);
       if (!this.worker) await route.listen();
+      route.startProbe();
     }
     if (this.worker) {
       this.phase = 'serving';
@@ -254,7 +256,7 @@ export class Gateway {
       name: this.config.name,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
       server: this.server && !this.worker ? formatHostPort(this.server.address()) : null,
-      routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
+      routes: this.routes.map((r) => ({ name: r.name, listen: r.address(), peer: r.peerStatus() })),
       targets: [...this.state.targets.keys()],
       channels: this.channels.size,
       sessions: sessionViews(this.snapshot()).length,

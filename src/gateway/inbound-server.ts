@@ -6,7 +6,7 @@ import { parsePlainResponse, PlainRejectedError } from '../auth/sasl-plain.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { ControlChannel, PeerError } from '../control/control-channel.js';
-import { MessageType, type AbortMessage, type OpenMessage, type ReportMessage } from '../control/messages.js';
+import { MessageType, type AbortMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
@@ -224,7 +224,7 @@ export class InboundServer {
       return;
     }
     const started = this.acceptedAt.get(raw) ?? Date.now();
-    const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
+    const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE]);
     let log = this.deps.log.child({ conn: randomUUID(), remote: `${s.remoteAddress}:${s.remotePort}` });
     let conn: Authenticated | undefined;
     let timedOut = false;
@@ -252,10 +252,11 @@ export class InboundServer {
       log = log.child({ user });
       ctrl.send({ type: MessageType.AUTH_OK, user });
       conn = { s, raw, ctrl, peer, user, login, log, started, handshakeDone };
-      const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT]);
+      const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE]);
       if (req.type === MessageType.OPEN) await this.open(conn, req);
       else if (req.type === MessageType.ABORT) await this.abort(conn, req);
-      else await this.report(conn, req);
+      else if (req.type === MessageType.REPORT) await this.report(conn, req);
+      else this.probe(conn, req);
     } catch (e: unknown) {
       handshakeDone();
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
@@ -340,6 +341,19 @@ export class InboundServer {
       : this.endChannels(owner, req.session, req.channels, req.code, req.message);
     c.log.info({ event: 'peer-abort', session: req.session, channels: req.channels, cause: req.code, ended: count }, `the source gateway ended ${req.channels.length} channel(s) of session ${req.session} (${req.code}): ${req.message}`);
     c.ctrl.send({ type: MessageType.ABORTED, count });
+    c.s.end();
+  }
+
+  /**
+   * PROBE: the client gateway checks, ahead of any migration, that it could
+   * open a channel to this target (TLS, SASL and authorization all passed by
+   * now). The target is not connected: a connection to it IS a migration.
+   */
+  private probe(c: Authenticated, req: ProbeMessage): void {
+    c.handshakeDone();
+    authorizeOpen(this.deps.targets(), req.target, c.peer, c.user);
+    c.log.debug({ event: 'peer-probe', target: req.target, login: c.login }, `probe from ${c.peer.commonName}: target ${req.target} may be opened`);
+    c.ctrl.send({ type: MessageType.PROBED });
     c.s.end();
   }
 

@@ -12,8 +12,9 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * The client side of the control protocol towards one peer gateway: dial,
- * TLS, HELLO, SASL. A route uses it to open channels, and to tell the peer
- * about (ABORT) or ask it about (REPORT) a channel's end.
+ * TLS, HELLO, SASL. A route uses it to open channels, to tell the peer
+ * about (ABORT) or ask it about (REPORT) a channel's end, and to check ahead
+ * of any migration that a channel could be opened (PROBE).
  */
 export class PeerClient {
   /** The peer's newest TLS session ticket: later channels resume instead of a full handshake. */
@@ -47,7 +48,7 @@ export class PeerClient {
       release();
       throw e;
     }
-    const ctrl = new ControlChannel(peer.tls, classifyPeerError, [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED]);
+    const ctrl = new ControlChannel(peer.tls, classifyPeerError, [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED, MessageType.PROBED]);
     const timer = setTimeout(
       () => peer.tls.destroy(new VmgateError('handshake-timeout', `the peer did not complete the control handshake within ${cfg.connectTimeoutMs} ms`)),
       cfg.connectTimeoutMs,
@@ -103,6 +104,14 @@ export class PeerClient {
     return this.request(async (ctrl) => {
       ctrl.send({ type: MessageType.REPORT, session, channel });
       return ctrl.expect(MessageType.REPORTED);
+    });
+  }
+
+  /** Checks that the peer would open this route's target for us, without opening it. */
+  async probe(): Promise<void> {
+    await this.request(async (ctrl) => {
+      ctrl.send({ type: MessageType.PROBE, target: this.config.target });
+      await ctrl.expect(MessageType.PROBED);
     });
   }
 

@@ -14,6 +14,7 @@ import type { ChannelTable } from './channel-table.js';
 import { groupId } from '../util/group-id.js';
 import { listenLocal } from './local-socket.js';
 import { PeerClient } from './peer-client.js';
+import { PeerProbe, type PeerProbeStatus } from './peer-probe.js';
 import { RouteSessions } from './route-sessions.js';
 
 export interface RouteDeps {
@@ -48,11 +49,35 @@ export class Route {
   private readonly sessions = new RouteSessions();
   private readonly log: Logger;
   private readonly peerClient: PeerClient;
+  private readonly probe: PeerProbe;
   private readonly pendingAborts = new Map<string, { channels: number[]; code: ErrorCode; message: string }>();
 
   constructor(private readonly deps: RouteDeps) {
     this.log = deps.log.child({ route: deps.config.name });
     this.peerClient = new PeerClient(deps.config, deps.identity, deps.password);
+    const cfg = deps.config;
+    this.probe = new PeerProbe({
+      intervalMs: cfg.probeIntervalMs,
+      check: () => this.peerClient.probe(),
+      onResult: (up) => deps.metrics.peerProbed(cfg.name, cfg.peerName, up),
+      describe: `${cfg.peerName} (${formatHostPort(cfg.peer)}) target ${cfg.target}`,
+      log: this.log,
+    });
+  }
+
+  /** Starts checking the peer (routes.NAME.probeIntervalMs). */
+  startProbe(): void {
+    this.probe.start();
+  }
+
+  /** Checks the peer at once: a reload may have changed what it will say. */
+  probeNow(): void {
+    this.probe.now();
+  }
+
+  /** The last probe's verdict on the peer, for `vmgate status`. */
+  peerStatus(): PeerProbeStatus {
+    return this.probe.status();
   }
 
   get name(): string {
@@ -73,6 +98,7 @@ export class Route {
   }
 
   close(): Promise<void> {
+    this.probe.stop();
     return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 

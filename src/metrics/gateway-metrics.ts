@@ -29,10 +29,13 @@ export interface GatewayMetrics {
   handshakeFailed(role: Role, cause: ErrorCode): void;
   /** A channel's end was recorded with its final cause (after the causes were exchanged with the peer). */
   channelEnded(channel: ObservedChannel, outcome: Outcome): void;
+  /** A route's probe of its peer succeeded (up) or not. */
+  peerProbed(route: string, peer: string, up: boolean): void;
 }
 
 export const NO_METRICS: GatewayMetrics = {
   handshakeSucceeded: () => undefined,
   handshakeFailed: () => undefined,
   channelEnded: () => undefined,
+  peerProbed: () => undefined,
 };

@@ -35,6 +35,7 @@ export class PrometheusMetrics implements GatewayMetrics {
   private readonly handshakeFailures: Counter<'role' | 'cause'>;
   private readonly handshakeSeconds: Histogram<'role'>;
   private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
+  private readonly peerUp: Gauge<'route' | 'peer'>;
 
   constructor(registry: Registry, channels: ChannelSource) {
     const registers = [registry];
@@ -85,6 +86,8 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.handshakeFailures = new Counter({ name: 'vmgate_handshake_failures_total', help: 'Connections refused before their data phase (TLS, SASL, authorization, target), by cause code', labelNames: ['role', 'cause'], registers });
     this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
+    // With workers every process probes; the peer is up only if every probe got through.
+    this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer'], registers, aggregator: 'min' });
     for (const role of ROLES) {
       // Series exist from the start so rate() and increase() see the first event.
       this.channelsTotal.inc({ role, outcome: 'ok' }, 0);
@@ -113,6 +116,10 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.channelsTotal.inc({ role: c.role, outcome });
     const session = this.sessions.channelEnded(c, outcome);
     if (session !== undefined) this.sessionsTotal.inc({ role: c.role, outcome: session });
+  }
+
+  peerProbed(route: string, peer: string, up: boolean): void {
+    this.peerUp.set({ route, peer }, up ? 1 : 0);
   }
 
   /** Sets the expiry gauges to the identity in use; called at start and after each successful reload. */

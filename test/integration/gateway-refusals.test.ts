@@ -37,7 +37,8 @@ type Tweaks = Partial<Pick<LocalPairOptions, 'pkiA' | 'pkiB' | 'tweakA' | 'tweak
 async function refusedChannel(tweaks: Tweaks): Promise<{ a: Record<string, unknown>; b: Record<string, unknown>; logs: CapturedLogs }> {
   const sink = await startSink(0);
   const logs = captureLogs('info');
-  const pair = await startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB, ...tweaks });
+  // No probe: each case counts what one channel's refusal logs.
+  const pair = await startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB, probeIntervalMs: 0, ...tweaks });
   try {
     const client = await connectLoopback(pair.routeAddress.port);
     const outcome = await new Promise<string>((resolve) => {

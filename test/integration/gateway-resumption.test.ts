@@ -42,7 +42,8 @@ interface Case {
 async function start(hostA = pki.hostA, hostB = pki.hostB): Promise<Case> {
   const sink = await startSink(64 * 1024);
   const logs = captureLogs('info');
-  const pair = await startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: hostA, pkiB: hostB });
+  // No probe: these cases are about the first channels of a cold path (peer-probe.test.ts covers the warm one).
+  const pair = await startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: `tcp:127.0.0.1:${sink.port}`, log: logs.log, pkiA: hostA, pkiB: hostB, probeIntervalMs: 0 });
   return {
     pair,
     sink,

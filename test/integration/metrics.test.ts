@@ -48,6 +48,8 @@ async function pairWithMetrics(targetPort: number, tweaks: Tweaks = {}): Promise
     log: logs.log,
     pkiA: pki.hostA,
     pkiB: pki.hostB,
+    // No probe: the counters must show only what each case's channels did.
+    probeIntervalMs: 0,
     ...tweaks,
     tweakA: (c) => {
       c['metrics'] = METRICS;

@@ -33,6 +33,8 @@ const samples: Message[] = [
   { type: MessageType.OPEN, target: 'vm-42.migration_a', session, channel: 1023 },
   { type: MessageType.OPENED },
   { type: MessageType.ERROR, code: 'target-refused', message: 'connect ECONNREFUSED 127.0.0.1:4444' },
+  { type: MessageType.PROBE, target: 'incoming' },
+  { type: MessageType.PROBED },
 ];
 for (const m of samples) {
   test(`round-trip-type-${m.type}`, () => {
@@ -48,8 +50,14 @@ test('auth-response-decoded-to-buffer', () => {
 
 test('unknown-type-protocol-violation', () => {
   rejects(0, {}, 'protocol-violation');
-  rejects(12, {}, 'protocol-violation');
+  rejects(14, {}, 'protocol-violation');
   rejects(255, {}, 'protocol-violation');
+});
+
+test('probe-target-checked-like-open', () => {
+  rejects(12, { target: '../etc' }, 'frame-malformed', 'target');
+  rejects(12, {}, 'frame-malformed', 'target');
+  rejects(13, { extra: 1 }, 'frame-malformed', 'extra');
 });
 
 test('unknown-field-malformed', () => {
