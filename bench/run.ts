@@ -58,8 +58,10 @@ async function main(o: BenchOptions): Promise<void> {
     const direct = directPath;
     const stunnel = missingStunnel ? undefined : stunnelPath(fx);
     const prof = o.cpuProf === undefined ? {} : { cpuProfDir: o.cpuProf };
-    const vmgate = vmgatePath(fx, { workers: 1, workersPaths, ...prof });
-    const vmgateN = workersAvailable ? vmgatePath(fx, { workers: o.workers, workersPaths, ...prof }) : undefined;
+    // Running daemons are warm (their routes probe their peers); the handshake figure keeps the cold first channels.
+    const vmgate = vmgatePath(fx, { workers: 1, workersPaths, probe: 'wait', ...prof });
+    const vmgateCold = vmgatePath(fx, { workers: 1, workersPaths, probe: 'off', ...prof });
+    const vmgateN = workersAvailable ? vmgatePath(fx, { workers: o.workers, workersPaths, probe: 'wait', ...prof }) : undefined;
     const baseline = o.baselineCli === undefined ? undefined : vmgatePath(fx, { workers: 1, workersPaths, cli: o.baselineCli, name: 'vmgate-baseline' });
     const three = [direct, stunnel, vmgate].filter((p): p is PathSpec => p !== undefined);
     const gateways = [stunnel, vmgate].filter((p): p is PathSpec => p !== undefined);
@@ -76,7 +78,8 @@ async function main(o: BenchOptions): Promise<void> {
     let handshakes: HandshakeSample[] = [];
     if (o.sections.includes('handshake')) {
       say(`\nOpening ${o.handshakeChannels} channels`);
-      handshakes = await runHandshakes(three, sink, { runs: o.runs, channels: o.handshakeChannels, say });
+      const cold = [direct, stunnel, vmgateCold].filter((p): p is PathSpec => p !== undefined);
+      handshakes = await runHandshakes(cold, sink, { runs: o.runs, channels: o.handshakeChannels, say });
     }
     const idle: IdleSample[] = [];
     const growth: GrowthSample[] = [];

@@ -20,7 +20,19 @@ export interface VmgatePathOptions {
   name?: string;
   /** Write V8 CPU profiles of both gateways here (node --cpu-prof). */
   cpuProfDir?: string;
+  /**
+   * The route's peer probe (routes.NAME.probeIntervalMs). `wait`: measure the
+   * pair as the running daemons they are, once the route has probed its peer
+   * (every process that carries channels logs peer-up). `off`: no probe, so
+   * the first channel pays the full TLS handshake and scrypt run of a cold
+   * pair. Unset: the build's default, not waited for (another build's CLI
+   * may not know the setting).
+   */
+  probe?: 'wait' | 'off';
 }
+
+/** How long a fresh pair may take to probe its peer. */
+const PROBE_WAIT_MS = 15_000;
 
 export function vmgatePath(fx: Fixture, o: VmgatePathOptions): PathSpec {
   let count = 0;
@@ -58,13 +70,17 @@ export function vmgatePath(fx: Fixture, o: VmgatePathOptions): PathSpec {
           tls: { dir: fx.pki.hostA },
           channel,
           routes: {
-            'to-b': { listen: 'tcp:127.0.0.1:0', peer: server, peerName: 'host-b', target: 'incoming', user: fx.user, passwordFile: fx.passwordFile },
+            'to-b': {
+              listen: 'tcp:127.0.0.1:0', peer: server, peerName: 'host-b', target: 'incoming', user: fx.user, passwordFile: fx.passwordFile,
+              ...(o.probe === 'off' ? { probeIntervalMs: 0 } : {}),
+            },
           },
         };
         if (o.workers > 1) applyWorkers(configA, o.workersPaths, o.workers);
         const fileA = join(fx.dir, `${name}-${n}-a.yaml`);
         await writeGatewayConfig(fileA, configA as unknown as GatewayConfig);
         const a = await GatewayProcess.start({ configPath: fileA, name: 'host-a', ...cli });
+        if (o.probe === 'wait') await a.waitForLogs((l) => l.event === 'peer-up', o.workers, PROBE_WAIT_MS);
         const routes = readyField(a, 'routes') as Array<{ listen: string }>;
         const port = Number(/:(\d+)$/.exec(routes[0]?.listen ?? '')?.[1]);
         return {
