@@ -107,19 +107,25 @@ export class PeerClient {
     });
   }
 
-  /** Checks that the peer would open this route's target for us, without opening it. */
-  async probe(): Promise<void> {
+  /** Checks that the peer would open this route's target for us, without opening it. `signal` abandons the check. */
+  async probe(signal?: AbortSignal): Promise<void> {
     await this.request(async (ctrl) => {
       ctrl.send({ type: MessageType.PROBE, target: this.config.target });
       await ctrl.expect(MessageType.PROBED);
-    });
+    }, signal);
   }
 
-  private async request<T>(ask: (ctrl: ControlChannel) => Promise<T>): Promise<T> {
-    const { peer, ctrl, done } = await this.connect();
+  /** One request on its own connection; connect's timer (connectTimeoutMs) also bounds the wait for the answer. */
+  private async request<T>(ask: (ctrl: ControlChannel) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const { peer, ctrl, done } = await this.connect(signal);
+    const abandon = (): void => {
+      peer.tls.destroy(new VmgateError('cancelled', 'abandoned: the gateway is stopping'));
+    };
+    signal?.addEventListener('abort', abandon);
     try {
       return await ask(ctrl);
     } finally {
+      signal?.removeEventListener('abort', abandon);
       done();
       peer.tls.end();
       setTimeout(() => peer.raw.destroy(), 1000).unref();

@@ -35,8 +35,8 @@ export interface PeerProbeStatus {
 export interface PeerProbeOptions {
   /** 0: never probe. */
   intervalMs: number;
-  /** One probe: resolves when the peer accepted, throws why not. */
-  check: () => Promise<void>;
+  /** One probe: resolves when the peer accepted, throws why not; `signal` fires when the gateway stops. */
+  check: (signal: AbortSignal) => Promise<void>;
   /** Called after every probe. */
   onResult: (up: boolean) => void;
   /** Who is probed, for the log: "host-b (10.0.0.2:7443) target incoming". */
@@ -51,6 +51,8 @@ export class PeerProbe {
   private cause: VmgateError | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Aborts the probe in flight when the gateway stops, so that a dead peer cannot hold the process up. */
+  private readonly stopping = new AbortController();
   private stopped = false;
 
   constructor(private readonly o: PeerProbeOptions) {}
@@ -68,6 +70,7 @@ export class PeerProbe {
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.stopping.abort();
   }
 
   status(): PeerProbeStatus {
@@ -94,7 +97,7 @@ export class PeerProbe {
 
   private async probe(): Promise<void> {
     try {
-      await this.o.check();
+      await this.o.check(this.stopping.signal);
       if (!this.stopped) this.up();
     } catch (e: unknown) {
       if (!this.stopped) this.down(e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e }));

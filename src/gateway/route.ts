@@ -58,7 +58,7 @@ export class Route {
     const cfg = deps.config;
     this.probe = new PeerProbe({
       intervalMs: cfg.probeIntervalMs,
-      check: () => this.peerClient.probe(),
+      check: (signal) => this.peerClient.probe(signal),
       onResult: (up) => deps.metrics.peerProbed(cfg.name, cfg.peerName, up),
       describe: `${cfg.peerName} (${formatHostPort(cfg.peer)}) target ${cfg.target}`,
       log: this.log,

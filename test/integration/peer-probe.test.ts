@@ -5,11 +5,16 @@
  * after a probe the first channel of a migration finds the path warm.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { ControlChannel } from '../../src/control/control-channel.js';
+import { MessageType } from '../../src/control/messages.js';
+import { VmgateError } from '../../src/errors.js';
+import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 import { statusText } from '../../src/cli/sessions.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback } from '../../src/demo/payload.js';
@@ -191,6 +196,74 @@ test('probe-off: probeIntervalMs 0 never probes', async () => {
     assert.equal(peerOf(p).state, 'unknown');
   } finally {
     await p.stop(0);
+    await t.close();
+  }
+});
+
+/** A "peer gateway" with host-b's certificate that completes TLS, HELLO and SASL, then never answers. */
+async function silentPeer(): Promise<{ port: number; held: TLSSocket[]; close: () => Promise<void> }> {
+  const f = (name: string): Promise<Buffer> => readFile(join(pki.hostB, name));
+  const held: TLSSocket[] = [];
+  const silent = createTlsServer({ ca: await f('ca-cert.pem'), cert: await f('server-cert.pem'), key: await f('server-key.pem'), requestCert: true, minVersion: 'TLSv1.3', ALPNProtocols: [ALPN_PROTOCOL] }, (s) => {
+    held.push(s);
+    s.on('error', () => undefined);
+    const ctrl = new ControlChannel(s, (e) => new VmgateError('internal', String(e)), [MessageType.PROBE]);
+    void (async () => {
+      await ctrl.expect(MessageType.HELLO);
+      ctrl.send({ type: MessageType.WELCOME, version: 1, mechanisms: ['PLAIN'] });
+      await ctrl.expect(MessageType.AUTH);
+      ctrl.send({ type: MessageType.AUTH_OK, user: 'migrate' });
+      await ctrl.expect(MessageType.PROBE);
+    })().catch(() => undefined);
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  return {
+    port: (silent.address() as { port: number }).port,
+    held,
+    close: async () => {
+      for (const s of held) s.destroy();
+      await new Promise((r) => silent.close(r));
+    },
+  };
+}
+
+test('probe-unanswered: a peer that logs the route in and then never answers PROBE is reported, and probing goes on', async () => {
+  const t = await target();
+  const silent = await silentPeer();
+  const { p, logs } = await pair(t.port, { peer: `127.0.0.1:${silent.port}`, probeIntervalMs: 1_000, connectTimeoutMs: 500 });
+  try {
+    const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
+    assert.equal(down['cause'], 'handshake-timeout');
+    assert.match(String(down['msg']), /did not complete the control handshake within 500 ms/);
+    // The hung probe did not stop the schedule: more probes arrive.
+    const deadline = Date.now() + 5_000;
+    while (silent.held.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(silent.held.length >= 3, `${silent.held.length} probes reached the silent peer in 5 s`);
+  } finally {
+    await p.stop(0);
+    await silent.close();
+    await t.close();
+  }
+});
+
+test('probe-stop-abandons: stopping the gateway ends a probe in flight at once, so a dead peer cannot hold the process up', async () => {
+  const t = await target();
+  const silent = await silentPeer();
+  const { p } = await pair(t.port, { peer: `127.0.0.1:${silent.port}`, connectTimeoutMs: 60_000 });
+  try {
+    const deadline = Date.now() + 10_000;
+    while (silent.held.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const probe = silent.held[0];
+    assert.ok(probe, 'the probe never reached the silent peer');
+    await new Promise((r) => setTimeout(r, 300)); // well into the wait for PROBED
+    const closed = new Promise<number>((resolve) => probe.once('close', () => resolve(Date.now())));
+    const stopAt = Date.now();
+    await p.stop(0);
+    const after = (await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 3_000))])) - stopAt;
+    assert.ok(after >= 0 && after < 2_000, `the probe's connection was still open ${after < 0 ? 'more than 3000' : after} ms after stop`);
+  } finally {
+    await p.stop(0);
+    await silent.close();
     await t.close();
   }
 });
