@@ -48,16 +48,21 @@ export interface QemuSetup {
   randomMiB: number;
 }
 
+export interface QemuCase {
+  path: PathSpec;
+  mode: QemuMode;
+}
+
 export async function runQemuMigrations(
-  paths: readonly PathSpec[],
-  modes: readonly QemuMode[],
+  cases: readonly QemuCase[],
   setup: QemuSetup,
   o: { runs: number; say: (line: string) => void },
 ): Promise<QemuSample[]> {
   const samples: QemuSample[] = [];
+  const modes = [...new Set(cases.map((c) => c.mode))];
   for (let round = 0; round < o.runs; round++) {
     for (const mode of modes) {
-      for (const path of rotated(paths, round)) {
+      for (const path of rotated(cases.filter((c) => c.mode === mode).map((c) => c.path), round)) {
         const s = await migrateOnce(path, mode, setup, round);
         samples.push(s);
         o.say(`  run ${round + 1}/${o.runs}  ${mode.padEnd(8)} ${path.name.padEnd(10)} ${describe(s)}`);

@@ -23,7 +23,7 @@ import { parseOptions, type BenchOptions } from './options.js';
 import { directPath, type PathSpec } from './paths/path.js';
 import { stunnelMissing, stunnelPath, stunnelVersion } from './paths/stunnel.js';
 import { vmgatePath } from './paths/vmgate.js';
-import { runQemuMigrations, runReliability, type QemuSample } from './qemu-migration.js';
+import { runQemuMigrations, runReliability, type QemuCase, type QemuSample } from './qemu-migration.js';
 import { resultsSection, writeResultsSection } from './report/markdown.js';
 import type { BenchResults } from './report/results.js';
 import { resultTables } from './report/tables.js';
@@ -104,7 +104,12 @@ async function main(o: BenchOptions): Promise<void> {
       say(`\nReal QEMU: paused guest with ${o.guestMiB} MiB of random RAM`);
       const image = await randomGuestImage(fx.dir, o.guestMiB);
       const setup = { dir: fx.dir, binary: qemuBinary, image, randomMiB: o.guestMiB };
-      qemu = await runQemuMigrations(three, ['single', 'multifd4'], setup, { runs: o.runs, say });
+      // With workers, a multifd migration's channels run in several processes (one channel: one process, so single is left out).
+      const cases: QemuCase[] = [
+        ...three.map((path) => ({ path, mode: 'single' as const })),
+        ...[...three, vmgateN].filter((p): p is PathSpec => p !== undefined).map((path) => ({ path, mode: 'multifd4' as const })),
+      ];
+      qemu = await runQemuMigrations(cases, setup, { runs: o.runs, say });
       if (o.multifdReliability > 0) {
         say(`\nmultifd 4 through vmgate, ${o.multifdReliability} times`);
         const samples = await runReliability(vmgate, setup, { count: o.multifdReliability, say });

@@ -55,11 +55,14 @@ export function judgeTargets(i: TargetInput): TargetResult[] {
     const spread = procs === undefined ? undefined : Math.min(procs.A, procs.B);
     out.push(judge(`4 streams, workers ${i.workers.count}: channels in more than one process on each gateway`, spread, (v) => v > 1, procs === undefined ? '-' : `${procs.A} (A) / ${procs.B} (B) processes`));
   }
-  for (const mode of ['single', 'multifd4'] as const) {
-    const r = i.qemu.find((q) => q.mode === mode && q.path === 'vmgate');
+  const qemuCases = [['single', 'vmgate'], ['multifd4', 'vmgate'], ['multifd4', `vmgate-w${i.workers.count}`]] as const;
+  for (const [mode, path] of qemuCases) {
+    const r = i.qemu.find((q) => q.mode === mode && q.path === path);
+    if (r === undefined && path !== 'vmgate') continue;
     const st = i.qemu.find((q) => q.mode === mode && q.path === 'stunnel');
     const note = st !== undefined && st.completed === 0 ? `stunnel completed 0/${st.runs}: nothing to compare with` : undefined;
-    out.push(judge(`QEMU ${mode}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel?.speed, (v) => v >= 1.3, x(r?.vsStunnel?.speed), note));
+    const label = path === 'vmgate' ? mode : `${mode} (${path})`;
+    out.push(judge(`QEMU ${label}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel?.speed, (v) => v >= 1.3, x(r?.vsStunnel?.speed), note));
   }
   const rel = i.reliability;
   if (rel === undefined || rel.runs < i.reliabilityRequired) {
