@@ -14,14 +14,20 @@ import type { ReadBufferSizes } from './reused-buffer-reader.js';
 export const RELAY_HIGH_WATER_MARK = 1 << 20;
 
 /**
- * Every leg of a channel is read into reused buffers of 1 MiB. A plain read
+ * Every leg of a channel is read into reused buffers of 2 MiB. A plain read
  * takes whatever the kernel holds, up to the free tail of the current buffer
  * (at least 64 KiB), instead of Node's 64 KiB; TLS records (16 KiB) are
- * packed into the same buffers. Reading stops while 2 MiB of a direction are
- * being written, so a busy direction holds about 3 buffers, an idle one 1.
+ * packed into the same buffers. Reading stops while 4 MiB of a direction are
+ * being written (in practice the writer's 1 MiB high-water mark stops it
+ * first). Measured same-run (docs/performance.md): 4 MiB buffers beat 1 MiB
+ * by 4 % CPU on one stream and 8 % on four, 2 MiB did as well as 4 MiB with
+ * half the memory, 256 KiB was 40 % worse, and a 4 MiB high-water mark
+ * changed nothing. A busy direction touches about 4 buffers (8 MiB); an
+ * idle one allocates one and touches none of it, so 64 idle channels stay
+ * near 100 MiB of RSS.
  */
 export const READ_BUFFER_SIZES: ReadBufferSizes = {
-  bufferBytes: 1 << 20,
+  bufferBytes: 2 << 20,
   minReadBytes: 64 << 10,
-  maxOutstandingBytes: 2 << 20,
+  maxOutstandingBytes: 4 << 20,
 };
