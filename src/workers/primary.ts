@@ -327,8 +327,8 @@ export class WorkerPool {
     switch (req.op) {
       case 'status': {
         const channels = await this.poll();
-        const first = this.live()[0];
-        const base = first ? await first.link.request('status', null).catch(() => ({})) : {};
+        const all = await Promise.all(this.live().map((w) => w.link.request('status', null).catch(() => ({}))));
+        const base = all[0] ?? {};
         const address = this.serverAddress();
         return {
           name: this.config.name,
@@ -336,7 +336,8 @@ export class WorkerPool {
           ...base,
           uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
           server: address ? formatHostPort(address) : null,
-          routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name) })),
+          // Every worker probes each route's peer; show the worst verdict (docs/metrics.md, vmgate_peer_up).
+          routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name), ...worstPeer(all, r.name) })),
           channels: channels.length,
           sessions: sessionViews(channels).length,
           workers: this.live(true).map((w) => ({ pid: w.pid, channels: channels.filter((c) => c.pid === w.pid).length, uptimeS: Math.round((Date.now() - w.startedAt) / 1000) })),
@@ -424,4 +425,18 @@ export class WorkerPool {
       );
     }, delay).unref();
   }
+}
+
+type WorkerRouteStatus = { name?: unknown; peer?: { state?: unknown } };
+
+/** The least healthy peer verdict for `route` among the workers' status answers: down, then not checked, then up. */
+function worstPeer(answers: readonly Record<string, unknown>[], route: string): { peer?: unknown } {
+  const rank = (p: { state?: unknown } | undefined): number => (p?.state === 'down' ? 0 : p?.state === 'up' ? 2 : 1);
+  let worst: WorkerRouteStatus['peer'];
+  for (const a of answers) {
+    const routes = Array.isArray(a['routes']) ? (a['routes'] as WorkerRouteStatus[]) : [];
+    const peer = routes.find((r) => r.name === route)?.peer;
+    if (peer !== undefined && (worst === undefined || rank(peer) < rank(worst))) worst = peer;
+  }
+  return worst === undefined ? {} : { peer: worst };
 }

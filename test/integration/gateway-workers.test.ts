@@ -320,6 +320,16 @@ test('worker-crash: killing one worker ends only its channels, with cause worker
   const statusCli = await runCli(['status', '--socket', sockA]);
   assert.match(statusCli.stdout, new RegExp(`workers: pid \\d+ \\(\\d+ channel\\(s\\)\\), pid \\d+`));
   assert.match(statusCli.stdout, new RegExp(`pid ${String(started['workerPid'])} `));
+  // Every worker probes the peer; the primary shows the verdict (the replacement's first probe may still be running).
+  assert.match(statusCli.stdout, /route to-b \(tcp:127\.0\.0\.1:\d+\); peer (up|not checked yet)/);
+});
+
+test('workers-probe-the-peer: each worker process probes its route, and status shows the peer up', async () => {
+  const ups = await gwA.waitForLogs((l) => l.event === 'peer-up' && l['route'] === 'to-b', 2, 10_000);
+  assert.ok(new Set(ups.map((l) => l['pid'])).size >= 2, `peer-up from ${JSON.stringify(ups.map((l) => l['pid']))}`);
+  const status = await adminRequest(sockA, { op: 'status' });
+  const route = (status['routes'] as Array<{ name: string; peer?: { state: string } }>).find((r) => r.name === 'to-b');
+  assert.equal(route?.peer?.state, 'up');
 });
 
 test('destination-worker-crash: killing a destination worker ends only its channels there, cause worker-exited, and the others carry on', async () => {
