@@ -113,6 +113,11 @@ export class Gateway {
     return undefined;
   }
 
+  /** Worker role: the TLS session ticket keys the primary gives every worker. */
+  setTicketKeys(keys: Buffer): void {
+    this.server?.setTicketKeys(keys);
+  }
+
   routeAddress(name: string): string | undefined {
     return this.routes.find((r) => r.name === name)?.address();
   }

@@ -141,6 +141,11 @@ export class InboundServer {
     this.server.setTicketKeys(randomBytes(48));
   }
 
+  /** Uses these session ticket keys from now on (workers share the primary's). */
+  setTicketKeys(keys: Buffer): void {
+    this.server.setTicketKeys(keys);
+  }
+
   /**
    * Stops listening and drops every connection that is not carrying a
    * channel (in handshake, or refused and lingering): server.close() would

@@ -13,6 +13,8 @@ import type { MetricsJson } from './worker-metrics.js';
 export type WorkerNotice =
   | { kind: 'route-conn'; route: string; session: string; channel: number }
   | { kind: 'inbound-conn' }
+  /** The TLS session ticket keys every worker's server uses (base64, 48 bytes), so any worker resumes a session another issued. */
+  | { kind: 'ticket-keys'; keys: string }
   | { kind: 'stop'; graceMs: number };
 
 /** Worker -> primary, one-way. */
@@ -39,7 +41,8 @@ export type WorkerOps = {
   cancel: { args: ChannelSelector & { cause: ErrorCode; message: string }; answer: number };
   'end-peer-channels': { args: { owner: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
   'lookup-end': { args: { owner: string; session: string; channel: number }; answer: EndRecord | null };
-  reload: { args: null; answer: { code: ErrorCode; message: string } | null };
+  /** Reload the files, then use these ticket keys (fresh ones: no session from before the reload resumes). */
+  reload: { args: { ticketKeys: string }; answer: { code: ErrorCode; message: string } | null };
   /** ABORT to a route's peer on behalf of a worker that died. */
   'tell-peer': { args: { route: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
 };

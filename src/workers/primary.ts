@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
 import { adminRequestSchema } from '../admin/admin-protocol.js';
 import { startAdminSocket } from '../admin/admin-server.js';
@@ -38,6 +39,9 @@ const EXIT_GRACE_MS = 10_000;
  * dies takes only its own channels with it (logged here with cause
  * `worker-exited`) and is replaced.
  */
+/** Node's ticket keys: 16 bytes of name, 16 of HMAC key, 16 of AES key. */
+const TICKET_KEYS_BYTES = 48;
+
 export class WorkerPool {
   private readonly slots: Array<WorkerHandle | undefined>;
   private readonly order: OrderService;
@@ -60,6 +64,13 @@ export class WorkerPool {
   private stopping: Promise<void> | undefined;
   private readonly respawnDelay: number[];
   private readonly startedAt = Date.now();
+  /**
+   * The TLS session ticket keys of every worker's server (docs/architecture.md,
+   * "Opening channels fast"): a ticket one worker issued resumes in any other,
+   * as in one process. Replaced at each reload. They only cross IPC to our
+   * own children and are never logged.
+   */
+  private ticketKeys = randomBytes(TICKET_KEYS_BYTES);
 
   private constructor(
     readonly config: Config,
@@ -126,7 +137,10 @@ export class WorkerPool {
 
   /** SIGHUP: every worker reloads its files; the first failure is returned (each worker keeps its last good state). */
   async reload(): Promise<VmgateError | undefined> {
-    const results = await Promise.all(this.live().map((w) => w.link.request('reload', null).catch((e: unknown) => ({ code: 'worker-exited' as ErrorCode, message: messageOf(e) }))));
+    // New keys with the new files: no session of the old identity resumes, in any worker.
+    this.ticketKeys = randomBytes(TICKET_KEYS_BYTES);
+    const ticketKeys = this.ticketKeys.toString('base64');
+    const results = await Promise.all(this.live().map((w) => w.link.request('reload', { ticketKeys }).catch((e: unknown) => ({ code: 'worker-exited' as ErrorCode, message: messageOf(e) }))));
     const failed = results.filter((r) => r !== null);
     const first = failed[0];
     this.log.info({ event: 'reload-done', workers: results.length, failed: failed.length }, `reload: ${results.length - failed.length} of ${results.length} worker(s) reloaded`);
@@ -186,6 +200,8 @@ export class WorkerPool {
 
   private spawn(slot: number): WorkerHandle {
     const w = new WorkerHandle(this.config.file, (x) => this.handlers(x), (x, n) => this.onNotice(x, n));
+    // First message, ahead of any connection: all workers resume each other's TLS sessions.
+    w.link.notify({ kind: 'ticket-keys', keys: this.ticketKeys.toString('base64') });
     void w.exited.then((exit) => this.onExit(slot, w, describeExit(exit)));
     return w;
   }

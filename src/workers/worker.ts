@@ -32,6 +32,7 @@ export async function runWorker(configFile: string): Promise<void> {
   let log: Logger | undefined;
   let stopping: Promise<void> | undefined;
   let metrics: WorkerMetrics | undefined;
+  let ticketKeys: Buffer | undefined;
   const ready = (): Gateway => {
     if (!gateway) throw new VmgateError('internal', `worker ${process.pid} is not ready yet`);
     return gateway;
@@ -45,8 +46,11 @@ export async function runWorker(configFile: string): Promise<void> {
     'end-peer-channels': (a) => ready().endPeerChannels(a.owner, a.session, a.channels, a.code, a.message),
     'lookup-end': (a) => ready().lookupEnd(a.owner, a.session, a.channel) ?? null,
     'tell-peer': (a) => ready().tellPeer(a.route, a.session, a.channels, a.code, a.message),
-    reload: async () => {
-      const e = await ready().reload();
+    reload: async (a) => {
+      const gw = ready();
+      const e = await gw.reload();
+      // Even when this worker's reload failed: every worker keeps the same keys.
+      gw.setTicketKeys(Buffer.from(a.ticketKeys, 'base64'));
       return e ? { code: e.code, message: e.message } : null;
     },
   };
@@ -75,6 +79,11 @@ export async function runWorker(configFile: string): Promise<void> {
         // the TLS socket copies this setting, and the relay needs it.
         handle.allowHalfOpen = true;
         ready().acceptInbound(handle);
+        return;
+      case 'ticket-keys':
+        // Sent before any connection; the gateway may still be starting.
+        ticketKeys = Buffer.from(n.keys, 'base64');
+        gateway?.setTicketKeys(ticketKeys);
         return;
       case 'stop':
         stop(n.graceMs);
@@ -122,5 +131,6 @@ export async function runWorker(configFile: string): Promise<void> {
     link.notify({ kind: 'start-failed', code: err.code, message: err.message }, undefined, () => process.disconnect?.());
     return;
   }
+  if (ticketKeys) gateway.setTicketKeys(ticketKeys);
   link.notify({ kind: 'ready' });
 }

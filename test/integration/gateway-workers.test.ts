@@ -225,6 +225,48 @@ test('four-channels-across-workers: data intact both ways, at least two worker p
   assert.equal((await get(metricsB, '/readyz')).status, 200);
 });
 
+/**
+ * Whether a destination worker resumes a TLS session another destination worker issued (the
+ * workers share the primary's ticket keys). Both gateways hand connections out round robin
+ * (2 workers each). Channel 1 goes from source worker a to destination worker x, and a keeps
+ * x's ticket. A stray connection to the destination takes y's turn; channel 2 (source worker a')
+ * lands on x, channel 3 (a again) on y: y must resume a ticket that x issued.
+ */
+async function resumesAcrossWorkers(): Promise<void> {
+  const serverB = /^(.+):(\d+)$/.exec(String(gwB.logs.find((l) => l.event === 'ready')?.['server']));
+  const fromA = gwA.logs.length;
+  const fromB = gwB.logs.length;
+  const run = `case${caseNo++}`;
+  const clients: Socket[] = [];
+  const open = async (k: number): Promise<GatewayLogLine> => {
+    const c = await connectLoopback(routePort);
+    c.on('error', () => undefined);
+    c.write(`${run}-ch${k}`.padEnd(TAG_BYTES, '.'), 'latin1');
+    clients.push(c);
+    const opens = await gwB.waitForLogs((l) => l.event === 'channel-open', k + 1, 10_000, fromB);
+    return opens[k] as GatewayLogLine;
+  };
+  const first = await open(0);
+  const stray = connect({ host: serverB?.[1] ?? '', port: Number(serverB?.[2]) });
+  stray.on('error', () => undefined);
+  await new Promise<void>((resolve) => stray.once('connect', () => resolve()));
+  await new Promise((r) => setTimeout(r, 200)); // the destination's primary has handed it to a worker
+  stray.destroy();
+  await open(1);
+  const third = await open(2);
+  const aOpens = await gwA.waitForLogs((l) => l.event === 'channel-open', 3, 10_000, fromA);
+  // A short exchange both ways ends the session cleanly before the next test.
+  await Promise.all(clients.map((c) => Promise.all([sendRandom(c, 1 << 16), receiveAll(c)])));
+  await gwA.waitForLogs((l) => l.event === 'channel-close', 3, 10_000, fromA);
+  assert.equal(aOpens[2]?.['pid'], aOpens[0]?.['pid'], 'the test needs channels 1 and 3 from the same source worker');
+  assert.notEqual(third['pid'], first['pid'], 'the test needs channel 3 on the other destination worker');
+  assert.equal(third['tlsResumed'], true, 'a destination worker could not resume a ticket the other worker issued');
+}
+
+test('resumption-across-workers: a destination worker resumes a session another worker issued (keys shared from the start)', async () => {
+  await resumesAcrossWorkers();
+});
+
 test('cancel-across-workers: one cancel on the source ends every channel of the session in every worker of both gateways', async () => {
   const fromA = gwA.logs.length;
   const fromB = gwB.logs.length;
@@ -268,6 +310,10 @@ test('reload-reaches-every-worker: SIGHUP to the primary reloads each worker', a
   assert.equal(done['failed'], 0);
   const reloaded = events(gwB, 'reloaded', from);
   assert.equal(new Set(reloaded.map((l) => l['pid'])).size, 2, 'each worker logged its reload');
+});
+
+test('resumption-across-workers-after-reload: after a reload every destination worker has the same new keys', async () => {
+  await resumesAcrossWorkers();
 });
 
 test('worker-crash: killing one worker ends only its channels, with cause worker-exited, and a replacement starts', async () => {
