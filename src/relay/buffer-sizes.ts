@@ -21,7 +21,7 @@ export const RELAY_HIGH_WATER_MARK = 1 << 20;
  * being written (in practice the writer's 1 MiB high-water mark stops it
  * first). Measured same-run (docs/performance.md): 4 MiB buffers beat 1 MiB
  * by 4 % CPU on one stream and 8 % on four, 2 MiB did as well as 4 MiB with
- * half the memory, 256 KiB was 40 % worse, and a 4 MiB high-water mark
+ * half the memory, 256 KiB was 46 % worse, and a 4 MiB high-water mark
  * changed nothing. A busy direction touches about 4 buffers (8 MiB); an
  * idle one allocates one and touches none of it, so 64 idle channels stay
  * near 100 MiB of RSS.
