@@ -10,6 +10,21 @@ export interface Ratios {
   speed?: number | undefined;
   /** CPU per GiB: vmgate / other (below 1 is better). */
   cpu?: number | undefined;
+  /** The same ratios round by round (both paths measured in that round), to show how much one run's figures move. */
+  rounds?: { speed: number[]; cpu: number[] };
+}
+
+/** Ratios of `row`'s samples to `other`'s, round by round, for the rounds both have. */
+function perRound<S extends { path: string; round: number }>(samples: readonly S[], row: string, other: string, compare: (a: S, b: S) => Ratios): { speed: number[]; cpu: number[] } {
+  const out = { speed: [] as number[], cpu: [] as number[] };
+  for (const a of samples.filter((x) => x.path === row)) {
+    const b = samples.find((x) => x.path === other && x.round === a.round);
+    if (b === undefined) continue;
+    const r = compare(a, b);
+    if (r.speed !== undefined) out.speed.push(r.speed);
+    if (r.cpu !== undefined) out.cpu.push(r.cpu);
+  }
+  return out;
 }
 
 export interface SyntheticRow {
@@ -88,7 +103,11 @@ export function summarizeSynthetic(samples: readonly SyntheticSample[]): Synthet
       byPath.set(path, row);
       rows.push(row);
     }
-    attachRatios([...byPath.values()], (row, other) => ({ speed: ratio(row.mbPerSec, other.mbPerSec), cpu: ratio(row.cpuSecondsPerGiB, other.cpuSecondsPerGiB) }));
+    attachRatios([...byPath.values()], (row, other) => ({
+      speed: ratio(row.mbPerSec, other.mbPerSec),
+      cpu: ratio(row.cpuSecondsPerGiB, other.cpuSecondsPerGiB),
+      rounds: perRound(these, row.path, other.path, (a, b) => ({ speed: ratio(a.mbPerSec, b.mbPerSec), cpu: ratio(a.cpuSecondsPerGiB, b.cpuSecondsPerGiB) })),
+    }));
   }
   return rows;
 }
@@ -113,7 +132,12 @@ export function summarizeQemu(samples: readonly QemuSample[]): QemuRow[] {
       byPath.set(path, row);
       rows.push(row);
     }
-    attachRatios([...byPath.values()], (row, other) => ({ speed: ratio(other.seconds, row.seconds), cpu: ratio(row.cpuSecondsPerGiB, other.cpuSecondsPerGiB) }));
+    const completed = these.filter((x) => x.ok);
+    attachRatios([...byPath.values()], (row, other) => ({
+      speed: ratio(other.seconds, row.seconds),
+      cpu: ratio(row.cpuSecondsPerGiB, other.cpuSecondsPerGiB),
+      rounds: perRound(completed, row.path, other.path, (a, b) => ({ speed: ratio(b.seconds, a.seconds), cpu: ratio(a.cpuSecondsPerGiB, b.cpuSecondsPerGiB) })),
+    }));
   }
   return rows;
 }

@@ -3,7 +3,7 @@
  * figure is missing (section skipped, path unavailable, too few runs) is
  * "not measured", never passed.
  */
-import type { HandshakeRow, MemoryRow, QemuRow, SyntheticRow } from './summary.js';
+import type { HandshakeRow, MemoryRow, QemuRow, Ratios, SyntheticRow } from './summary.js';
 
 export interface TargetResult {
   target: string;
@@ -32,17 +32,29 @@ function judge(target: string, value: number | undefined, ok: (v: number) => boo
   return { target, measured: value === undefined ? '-' : shown, status, ...(note !== undefined ? { note } : {}) };
 }
 
+/** How the figure moved round by round: "rounds 1.21-1.40x, 3 of 5 meet it". */
+function spread(values: readonly number[] | undefined, ok: (v: number) => boolean): string | undefined {
+  if (values === undefined || values.length < 2) return undefined;
+  const met = values.filter(ok).length;
+  return `rounds ${x(Math.min(...values))}-${x(Math.max(...values))}, ${met} of ${values.length} meet it`;
+}
+
+/** A ratio target judged on the median, with the per-round spread as its note. */
+function judgeRatio(target: string, r: Ratios | undefined, key: 'speed' | 'cpu', ok: (v: number) => boolean, note?: string): TargetResult {
+  return judge(target, r?.[key], ok, x(r?.[key]), note ?? spread(r?.rounds?.[key], ok));
+}
+
 export function judgeTargets(i: TargetInput): TargetResult[] {
   const out: TargetResult[] = [];
   const syn = (streams: number, path: string): SyntheticRow | undefined => i.synthetic.find((r) => r.streams === streams && r.path === path);
   const one = syn(1, 'vmgate');
-  out.push(judge('1 stream: throughput >= 1.3x stunnel', one?.vsStunnel?.speed, (v) => v >= 1.3, x(one?.vsStunnel?.speed)));
-  out.push(judge('1 stream: CPU/GiB <= 0.8x stunnel', one?.vsStunnel?.cpu, (v) => v <= 0.8, x(one?.vsStunnel?.cpu)));
+  out.push(judgeRatio('1 stream: throughput >= 1.3x stunnel', one?.vsStunnel, 'speed', (v) => v >= 1.3));
+  out.push(judgeRatio('1 stream: CPU/GiB <= 0.8x stunnel', one?.vsStunnel, 'cpu', (v) => v <= 0.8));
   for (const path of ['vmgate', `vmgate-w${i.workers.count}`]) {
     const four = syn(4, path);
     if (four === undefined && path !== 'vmgate') continue;
-    out.push(judge(`4 streams (${path}): throughput >= 1.15x stunnel`, four?.vsStunnel?.speed, (v) => v >= 1.15, x(four?.vsStunnel?.speed)));
-    out.push(judge(`4 streams (${path}): CPU/GiB <= 0.85x stunnel`, four?.vsStunnel?.cpu, (v) => v <= 0.85, x(four?.vsStunnel?.cpu)));
+    out.push(judgeRatio(`4 streams (${path}): throughput >= 1.15x stunnel`, four?.vsStunnel, 'speed', (v) => v >= 1.15));
+    out.push(judgeRatio(`4 streams (${path}): CPU/GiB <= 0.85x stunnel`, four?.vsStunnel, 'cpu', (v) => v <= 0.85));
   }
   const w1 = syn(4, 'vmgate');
   const wn = syn(4, `vmgate-w${i.workers.count}`);
@@ -62,7 +74,7 @@ export function judgeTargets(i: TargetInput): TargetResult[] {
     const st = i.qemu.find((q) => q.mode === mode && q.path === 'stunnel');
     const note = st !== undefined && st.completed === 0 ? `stunnel completed 0/${st.runs}: nothing to compare with` : undefined;
     const label = path === 'vmgate' ? mode : `${mode} (${path})`;
-    out.push(judge(`QEMU ${label}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel?.speed, (v) => v >= 1.3, x(r?.vsStunnel?.speed), note));
+    out.push(judgeRatio(`QEMU ${label}: migration >= 1.3x faster than through stunnel`, r?.vsStunnel, 'speed', (v) => v >= 1.3, note));
   }
   const rel = i.reliability;
   if (rel === undefined || rel.runs < i.reliabilityRequired) {
