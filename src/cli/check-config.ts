@@ -1,26 +1,53 @@
-import { CredentialStore } from '../auth/credential-store.js';
 import type { Config } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { loadConfig } from '../config/load.js';
-import { expiringSoon, loadIdentity } from '../tls/identity.js';
-import { readSecretFile } from '../util/secret-file.js';
+import { VmgateError, messageOf } from '../errors.js';
+import { loadReloadable, type Reloadable } from '../gateway/gateway.js';
+import { PeerClient } from '../gateway/peer-client.js';
+import { expiringSoon } from '../tls/identity.js';
 
 /**
  * `vmgate check-config`: loads everything `run` would load (config, identity,
  * CRL, credential store, password files) and explains what the gateway will
  * do, without opening any socket. Throws the first coded error.
+ *
+ * With `peers`, it then asks each route's peer once whether it would open
+ * the route's target (PROBE, docs/protocol.md: TLS, login, allow-list; the
+ * target is not connected): the report has every verdict, and `failure` the
+ * first refusal. A setup can be checked end to end before the daemon runs.
  */
-export async function checkConfig(file: string): Promise<string> {
+export async function checkConfig(file: string, o: { peers?: boolean } = {}): Promise<{ report: string; failure?: VmgateError }> {
   const config = await loadConfig(file);
-  const identity = await loadIdentity(config.tls);
-  const store = config.server ? await CredentialStore.load(config.server.credentials) : undefined;
-  for (const r of config.routes) await readSecretFile(r.passwordFile, `password file of route ${r.name}`);
+  const state = await loadReloadable(config);
+  const { identity } = state;
   const lines = [`config ${config.file} is valid.`, ...explain(config)];
   lines.push(`identity: ${identity.server.cert.subject.replace(/\n/g, ', ')} (valid until ${identity.server.cert.validTo})`);
   lines.push(`CA: ${identity.caCert.subject.replace(/\n/g, ', ')}; CRL: ${config.tls.crl ?? 'none (revoked certificates would be accepted)'}`);
-  if (store) lines.push(`credential store: ${store.users().length} user(s)`);
+  if (config.server) lines.push(`credential store: ${state.credentials.users().length} user(s)`);
   for (const w of expiringSoon(identity, 30)) lines.push(`warning: ${w.file} expires in ${w.daysLeft} day(s)`);
-  return lines.join('\n');
+  if (!o.peers) return { report: lines.join('\n') };
+  const refusals = await probePeers(config, state, lines);
+  const first = refusals[0];
+  if (first === undefined) return { report: lines.join('\n') };
+  return { report: lines.join('\n'), failure: new VmgateError(first.code, `${refusals.length} route(s) could not open a channel; the first: ${first.message}`) };
+}
+
+/** One PROBE per route, one after the other; adds a line per route and returns the refusals. */
+async function probePeers(config: Config, state: Reloadable, lines: string[]): Promise<VmgateError[]> {
+  const refusals: VmgateError[] = [];
+  for (const r of config.routes) {
+    const who = `route ${r.name}: peer ${r.peerName} (${formatHostPort(r.peer)}) target ${r.target}`;
+    const started = Date.now();
+    try {
+      await new PeerClient(r, () => state.identity, () => state.passwords.get(r.name) ?? '').probe();
+      lines.push(`${who}: reachable, authenticated and allowed (${Date.now() - started} ms)`);
+    } catch (e: unknown) {
+      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+      lines.push(`${who}: a migration on this route would fail now (${err.code}): ${err.message}`);
+      refusals.push(new VmgateError(err.code, `${who}: ${err.message}`));
+    }
+  }
+  return refusals;
 }
 
 function explain(c: Config): string[] {

@@ -27,7 +27,12 @@ program
   .command('check-config')
   .description('validate a config and every file it names, and explain what the gateway would do')
   .argument('<file>', 'YAML config file')
-  .action(async (file: string) => console.log(await checkConfig(file)));
+  .option('--peers', "also ask each route's peer whether it would open the route's target (TLS, login, allow-list; the target is not connected)")
+  .action(async (file: string, o: { peers?: boolean }) => {
+    const r = await checkConfig(file, { peers: o.peers === true });
+    console.log(r.report);
+    if (r.failure) throw r.failure;
+  });
 
 const users = program.command('users').description('manage the SASL credential store (salted scrypt hashes)');
 users

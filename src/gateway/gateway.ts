@@ -23,7 +23,7 @@ import { StallWatch } from './stall-watch.js';
 const EXPIRY_WARNING_DAYS = 30;
 
 /** Everything a reload may replace, loaded and checked as one unit. */
-interface Reloadable {
+export interface Reloadable {
   identity: Identity;
   credentials: CredentialStore;
   targets: Map<string, TargetConfig>;
@@ -296,8 +296,9 @@ export class Gateway {
 /**
  * Loads every file the config names. With `running`, the listeners of the
  * running config stay: a reload may change files and allow-lists, not ports.
+ * `vmgate check-config` loads through here too, so it checks what `run` would.
  */
-async function loadReloadable(config: Config, running?: Config): Promise<Reloadable> {
+export async function loadReloadable(config: Config, running?: Config): Promise<Reloadable> {
   const identity = await loadIdentity(config.tls);
   const credentials = config.server ? await CredentialStore.load(config.server.credentials) : CredentialStore.empty();
   const passwords = new Map<string, string>();

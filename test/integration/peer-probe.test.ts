@@ -20,6 +20,7 @@ import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { runCli } from '../helpers/gateway-process.js';
 import { scrape } from '../helpers/prometheus.js';
 
 let dir: string;
@@ -264,6 +265,30 @@ test('probe-stop-abandons: stopping the gateway ends a probe in flight at once, 
   } finally {
     await p.stop(0);
     await silent.close();
+    await t.close();
+  }
+});
+
+test('check-config-peers: vmgate check-config --peers asks each route\'s peer once and says what a migration would meet', async () => {
+  const t = await target();
+  const { p } = await pair(t.port, { probeIntervalMs: 0 });
+  try {
+    const ok = await runCli(['check-config', '--peers', p.configFiles.a]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /route to-b: peer host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed \(\d+ ms\)/);
+    const plain = await runCli(['check-config', p.configFiles.a]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.doesNotMatch(plain.stdout, /reachable/, 'without --peers nothing is contacted');
+
+    await writeFile(join(p.dir, 'to-b.password'), 'not-the-password\n', { mode: 0o600 });
+    const refused = await runCli(['check-config', '--peers', p.configFiles.a]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, /route to-b: .*a migration on this route would fail now \(auth-failed\): authentication failed/);
+    assert.match(refused.stderr, /^error \[auth-failed\]: 1 route\(s\) could not open a channel; the first: route to-b: /);
+    assert.doesNotMatch(refused.stdout + refused.stderr, /not-the-password/, 'the password appears in the output');
+    assert.equal(t.connections(), 0, 'check-config connected the target');
+  } finally {
+    await p.stop(0);
     await t.close();
   }
 });
