@@ -4,7 +4,10 @@
  * (ca-cert.pem, server-cert.pem, server-key.pem, client-cert.pem,
  * client-key.pem, ca-crl.pem). 2048-bit keys, for speed.
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { createCa, createSelfSignedHost, issueCertificate, publishCrl, revokeCertificate, type IssueOptions, type IssueResult } from '../../src/pki/index.js';
 
 export interface TestPki {
@@ -82,4 +85,20 @@ export async function makeTestPki(root: string): Promise<TestPki> {
  */
 export async function renewHost(pki: TestPki, outDir: string, cn: string, notAfter: Date): Promise<IssueResult> {
   return issueCertificate({ caDir: pki.caDir, outDir, commonName: cn, dns: [cn], ips: ['127.0.0.1'], keyBits: TEST_KEY_BITS, allowWeakKeyForTests: true, notAfter });
+}
+
+/**
+ * The usual set-up of a test file that runs gateways: before its tests, a
+ * fresh temp directory with a test PKI in `pki/` under it (handed to `use`);
+ * after them, the directory is removed.
+ */
+export function withTestPki(prefix: string, use: (dir: string, pki: TestPki) => void): void {
+  let dir: string | undefined;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), prefix));
+    use(dir, await makeTestPki(join(dir, 'pki')));
+  });
+  after(async () => {
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
 }

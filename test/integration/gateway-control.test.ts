@@ -1,26 +1,22 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, stat } from 'node:fs/promises';
+import { writeFile, stat } from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { adminRequest } from '../../src/admin/admin-client.js';
 import type { SessionView } from '../../src/admin/session-view.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { withTestPki, type TestPki } from '../helpers/pki.js';
 
 let dir: string;
 let pki: TestPki;
 let n = 0;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-control-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-control-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 /** A target that accepts and then never reads: the destination QEMU stopped (SIGSTOP). */

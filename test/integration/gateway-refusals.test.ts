@@ -1,18 +1,16 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as connectUnix } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { startLocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
 import { connectLoopback, startSink } from '../../src/demo/payload.js';
 import { FrameDecoder } from '../../src/control/frame-codec.js';
 import { decodeMessage, MessageType } from '../../src/control/messages.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { withTestPki, type TestPki } from '../helpers/pki.js';
 
 /**
  * Every way a channel can be refused during set-up. For each: the source
@@ -23,12 +21,9 @@ let dir: string;
 let pki: TestPki;
 let n = 0;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-refusals-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-refusals-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 type Tweaks = Partial<Pick<LocalPairOptions, 'pkiA' | 'pkiB' | 'tweakA' | 'tweakB'>>;

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { CredentialStore } from '../../src/auth/credential-store.js';
 import { FrameDecoder } from '../../src/control/frame-codec.js';
 import { decodeMessage, MessageType } from '../../src/control/messages.js';
@@ -12,7 +10,7 @@ import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { publishCrl, revokeCertificate } from '../../src/pki/index.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { makeTestPki, withTestPki, type TestPki } from '../helpers/pki.js';
 
 /**
  * TLS session resumption and the recent-login cache between two real
@@ -24,12 +22,9 @@ let dir: string;
 let pki: TestPki;
 let n = 0;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-resume-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-resume-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 interface Case {

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { CredentialStore } from '../../src/auth/credential-store.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -11,7 +10,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { GatewayProcess } from '../helpers/gateway-process.js';
 import { captureLogs } from '../helpers/log-capture.js';
-import { makeTestPki, renewHost, type TestPki } from '../helpers/pki.js';
+import { renewHost, withTestPki, type TestPki } from '../helpers/pki.js';
 import { get, scrape } from '../helpers/prometheus.js';
 
 /**
@@ -22,12 +21,9 @@ import { get, scrape } from '../helpers/prometheus.js';
 let dir: string;
 let pki: TestPki;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-metrics-process-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-metrics-process-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 function hostPort(text: unknown): { host: string; port: number } {

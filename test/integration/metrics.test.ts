@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { startLocalPair, type LocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
@@ -13,7 +12,7 @@ import { Gateway } from '../../src/gateway/gateway.js';
 import { code } from '../helpers/assert-code.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { makeTestPki, renewHost, type TestPki } from '../helpers/pki.js';
+import { renewHost, withTestPki, type TestPki } from '../helpers/pki.js';
 import { get, scrape } from '../helpers/prometheus.js';
 
 /**
@@ -25,12 +24,9 @@ let dir: string;
 let pki: TestPki;
 let n = 0;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-metrics-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-metrics-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 const METRICS = { listen: '127.0.0.1:0' };

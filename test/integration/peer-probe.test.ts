@@ -5,11 +5,10 @@
  * after a probe the first channel of a migration finds the path warm.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { ControlChannel } from '../../src/control/control-channel.js';
 import { MessageType } from '../../src/control/messages.js';
@@ -19,7 +18,7 @@ import { statusText } from '../../src/cli/sessions.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { withTestPki, type TestPki } from '../helpers/pki.js';
 import { runCli } from '../helpers/gateway-process.js';
 import { scrape } from '../helpers/prometheus.js';
 
@@ -27,12 +26,9 @@ let dir: string;
 let pki: TestPki;
 let n = 0;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'vmgate-probe-'));
-  pki = await makeTestPki(join(dir, 'pki'));
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
+withTestPki('vmgate-probe-', (d, p) => {
+  dir = d;
+  pki = p;
 });
 
 /** A target that counts connections: a probe must never open one. */
