@@ -18,7 +18,7 @@ import { adoptUserBuffer } from './adopt-user-buffer.js';
  *
  *   const reader = new ReusedBufferReader(sizes);
  *   reader.attach((chunk) => writer.write(chunk, reader.released) && reader.hasRoom(), () => socket.resume());
- *   reader.adopt(socket) || socket.on('data', ...);   // or net.connect({ onread: reader.onread })
+ *   reader.adopt(socket) || socket.on('data', ...);
  */
 
 export interface ReadBufferSizes {
@@ -40,8 +40,8 @@ interface Slab {
 const SPARE_SLABS = 2;
 
 export class ReusedBufferReader {
-  /** For sockets created with it: pass to `net.connect` / `new net.Socket`. */
-  readonly onread: OnReadOpts;
+  /** What Node's `onread` option would be; `adopt` installs it on a socket. */
+  private readonly onread: OnReadOpts;
   /** Write callback for a chunk from this reader: hands its bytes back. */
   readonly released: () => void;
   private readonly spare: Buffer[] = [];
