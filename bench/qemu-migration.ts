@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { messageOf } from '../src/errors.js';
 import { QemuVm, configureMigration, migrateAndWait, type MigrationPlan, type RandomImage } from '../src/qemu/qemu-vm.js';
 import { beginCost, cpuPerGiB, maxPeakRss, type SideCost } from './gateway-cost.js';
+import { treeUsage } from './proc-usage.js';
 import type { PathSpec } from './paths/path.js';
 import { rotated } from './stats.js';
 
@@ -39,6 +40,12 @@ export interface QemuSample {
   cpuSecondsPerGiB?: number | undefined;
   peakRssBytes?: number | undefined;
   sides?: SideCost[];
+  /**
+   * How many cores each QEMU kept busy on average over the migration (CPU
+   * seconds / total-time). On a small machine this is the CPU the gateways
+   * did not get: QEMU 7.2's multifd sender busy-waits for a free channel.
+   */
+  qemuCores?: { source: number; destination: number };
 }
 
 export interface QemuSetup {
@@ -87,7 +94,8 @@ export function describe(s: QemuSample): string {
   if (!s.ok) return `FAILED: ${s.error ?? 'unknown'}`;
   const cpu = s.cpuSecondsPerGiB === undefined ? '' : `, ${s.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB`;
   const setup = s.setupSeconds === undefined ? '' : ` (setup ${(s.setupSeconds * 1000).toFixed(0)} ms)`;
-  return `${(s.seconds ?? 0).toFixed(2)} s${setup}, ${(s.mbPerSec ?? 0).toFixed(0)} MB/s${cpu}`;
+  const q = s.qemuCores === undefined ? '' : `, QEMU cores ${s.qemuCores.source.toFixed(2)} source / ${s.qemuCores.destination.toFixed(2)} destination`;
+  return `${(s.seconds ?? 0).toFixed(2)} s${setup}, ${(s.mbPerSec ?? 0).toFixed(0)} MB/s${cpu}${q}`;
 }
 
 async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, round: number): Promise<QemuSample> {
@@ -109,6 +117,7 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
     const running = await path.start(incoming);
     try {
       const meter = await beginCost(running);
+      const qemuBefore = await Promise.all([treeUsage(src.pid), treeUsage(dst.pid)]);
       // A destination that rejects the stream exits, and the source may then
       // sit in "active" for ever (QEMU 7.2, channels out of order).
       const dstDied = dst.exited.then((x) => {
@@ -125,8 +134,10 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
         rejected.stop();
       }
       const sides = await meter.end();
+      const qemuAfter = await Promise.all([treeUsage(src.pid), treeUsage(dst.pid)]);
       const info = result.source;
       const ms = info['total-time'] ?? result.elapsedMs;
+      const cores = (i: 0 | 1): number => (qemuAfter[i].cpuSeconds - qemuBefore[i].cpuSeconds) / (ms / 1000);
       const transferred = info.ram?.transferred ?? 0;
       return {
         ...base,
@@ -137,6 +148,7 @@ async function migrateOnce(path: PathSpec, mode: QemuMode, setup: QemuSetup, rou
         cpuSecondsPerGiB: cpuPerGiB(sides, transferred),
         peakRssBytes: maxPeakRss(sides),
         sides,
+        qemuCores: { source: cores(0), destination: cores(1) },
       };
     } finally {
       // QEMUs first: a failed migration leaves channels that only end when QEMU goes.

@@ -48,6 +48,9 @@ export interface QemuRow {
   seconds: number | undefined;
   mbPerSec: number | undefined;
   cpuSecondsPerGiB: number | undefined;
+  /** Median cores each QEMU kept busy over the migration. */
+  sourceQemuCores: number | undefined;
+  destinationQemuCores: number | undefined;
   vsStunnel?: Ratios;
   vsDirect?: Ratios;
 }
@@ -128,6 +131,8 @@ export function summarizeQemu(samples: readonly QemuSample[]): QemuRow[] {
         seconds: median(ok.map((s) => s.seconds)),
         mbPerSec: median(ok.map((s) => s.mbPerSec)),
         cpuSecondsPerGiB: median(ok.map((s) => s.cpuSecondsPerGiB)),
+        sourceQemuCores: median(ok.map((s) => s.qemuCores?.source)),
+        destinationQemuCores: median(ok.map((s) => s.qemuCores?.destination)),
       };
       byPath.set(path, row);
       rows.push(row);

@@ -30,7 +30,7 @@ export function resultTables(r: BenchResults, style: 'text' | 'markdown'): strin
     out.push(title(`Real QEMU migration (paused guest, ${r.options['guestMiB']} MiB random RAM, medians of completed runs)`));
     out.push(
       table(
-        ['mode', 'path', 'completed', 'seconds', 'MB/s', 'x faster than stunnel', 'x direct', 'CPU s/GiB (A+B)'],
+        ['mode', 'path', 'completed', 'seconds', 'MB/s', 'x faster than stunnel', 'x direct', 'CPU s/GiB (A+B)', 'QEMU cores source/dest'],
         r.qemu.rows.map((row) => [
           row.mode,
           row.path,
@@ -40,6 +40,7 @@ export function resultTables(r: BenchResults, style: 'text' | 'markdown'): strin
           fmt.ratio(row.vsStunnel?.speed),
           fmt.ratio(row.vsDirect?.speed),
           fmt.num(row.cpuSecondsPerGiB, 2),
+          `${fmt.num(row.sourceQemuCores, 2)}/${fmt.num(row.destinationQemuCores, 2)}`,
         ]),
         style,
       ),
