@@ -7,6 +7,13 @@ import { VmgateError } from '../errors.js';
  * them: channel k only after channel k-1 is connected. Channels reach us over
  * separate TLS connections and can overtake each other; this makes the late
  * ones wait their turn (bounded by a timeout).
+ *
+ * A session whose channels have all ended is remembered for one timeout more
+ * before it is forgotten. The source gateway learns that its channels ended a
+ * little later than we do, and a connection it accepts in that gap joins the
+ * old session as its next channel (RouteSessions); remembered, that channel
+ * connects at once, where a forgotten session would make it wait for a
+ * channel 0 that never comes and fail with channel-order.
  */
 export class SessionOrder {
   private readonly sessions = new Map<string, SessionState>();
@@ -24,8 +31,12 @@ export class SessionOrder {
     const key = `${owner}/${session}`;
     let s = this.sessions.get(key);
     if (!s) {
-      s = { next: 0, seen: new Set(), waiters: new Map(), active: 0 };
+      s = { next: 0, seen: new Set(), waiters: new Map(), active: 0, forget: undefined };
       this.sessions.set(key, s);
+    }
+    if (s.forget) {
+      clearTimeout(s.forget);
+      s.forget = undefined;
     }
     if (s.seen.has(channel)) throw new VmgateError('protocol-violation', `channel ${channel} of session ${session} was already opened`);
     s.seen.add(channel);
@@ -38,6 +49,10 @@ export class SessionOrder {
         this.closed(owner, session);
         reject(new VmgateError('channel-order', `channel ${channel} of session ${session} waited ${this.timeoutMs} ms for channel ${state.next} to connect first`));
       }, this.timeoutMs);
+      // The channel's own connection keeps a gateway alive while it waits; in a
+      // primary that keeps order for its workers, a wait must not hold a
+      // stopped daemon up until it times out.
+      timer.unref();
       state.waiters.set(channel, () => {
         clearTimeout(timer);
         resolve();
@@ -57,17 +72,22 @@ export class SessionOrder {
     }
   }
 
-  /** The channel ended; a session with no channel left is forgotten. */
+  /** The channel ended; a session with no channel left is forgotten one timeout later. */
   closed(owner: string, session: string): void {
     const key = `${owner}/${session}`;
     const s = this.sessions.get(key);
     if (!s) return;
     s.active -= 1;
-    if (s.active <= 0 && s.waiters.size === 0) this.sessions.delete(key);
+    if (s.active > 0 || s.waiters.size > 0 || s.forget) return;
+    s.forget = setTimeout(() => this.sessions.delete(key), this.timeoutMs);
+    s.forget.unref();
   }
 
+  /** Sessions with a channel in setup or open (not those only remembered). */
   get size(): number {
-    return this.sessions.size;
+    let n = 0;
+    for (const s of this.sessions.values()) if (!s.forget) n += 1;
+    return n;
   }
 }
 
@@ -85,4 +105,6 @@ interface SessionState {
   seen: Set<number>;
   waiters: Map<number, () => void>;
   active: number;
+  /** Set while the session has no channel left: when it is forgotten. */
+  forget: NodeJS.Timeout | undefined;
 }

@@ -35,12 +35,34 @@ test('sessions-of-different-peers-do-not-interfere', async () => {
   assert.equal(order.size, 2);
 });
 
-test('a-finished-session-is-forgotten', async () => {
-  const order = new SessionOrder(1_000);
+test('a-finished-session-is-forgotten-one-timeout-later', async () => {
+  const order = new SessionOrder(30);
   await order.turn('peer', 's1', 0);
   order.release('peer', 's1', 0);
   order.closed('peer', 's1');
-  assert.equal(order.size, 0);
+  assert.equal(order.size, 0, 'a remembered session is not a session in flight');
+  await new Promise((r) => setTimeout(r, 60));
+  // Forgotten: channel 1 now waits for a channel 0 and times out.
+  await assert.rejects(order.turn('peer', 's1', 1), (e: unknown) => e instanceof VmgateError && e.code === 'channel-order');
+});
+
+test('a-channel-that-joins-a-session-whose-channels-all-ended-connects-at-once', async () => {
+  // The source accepted it in the gap before it learnt the session's channels had ended.
+  const order = new SessionOrder(1_000);
+  for (const ch of [0, 1, 2]) {
+    await order.turn('peer', 's1', ch);
+    order.release('peer', 's1', ch);
+  }
+  for (let i = 0; i < 3; i += 1) order.closed('peer', 's1');
+  const started = Date.now();
+  await order.turn('peer', 's1', 3);
+  assert.ok(Date.now() - started < 500, 'channel 3 waited for channels that had already connected and ended');
+  assert.equal(order.size, 1);
+  // Order still holds for the channels after it, and a replay is still refused.
+  const four = order.turn('peer', 's1', 4);
+  order.release('peer', 's1', 3);
+  await four;
+  await assert.rejects(order.turn('peer', 's1', 1), (e: unknown) => e instanceof VmgateError && e.code === 'protocol-violation');
 });
 
 test('route-groups-concurrent-connections-into-one-session', () => {
