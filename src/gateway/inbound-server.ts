@@ -82,6 +82,8 @@ interface Authenticated {
 export class InboundServer {
   private readonly server: Server;
   private readonly order: ChannelOrder;
+  /** The order this server keeps itself (none when the primary keeps it for its workers). */
+  private readonly ownOrder: SessionOrder | undefined;
   private readonly ends = new EndRecords();
   /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
@@ -93,7 +95,13 @@ export class InboundServer {
   private readonly acceptedAt = new WeakMap<Socket, number>();
 
   constructor(private readonly deps: InboundDeps) {
-    this.order = deps.order ?? new SessionOrder(deps.config.channelOrderTimeoutMs);
+    if (deps.order) {
+      this.order = deps.order;
+      this.ownOrder = undefined;
+    } else {
+      this.ownOrder = new SessionOrder(deps.config.channelOrderTimeoutMs);
+      this.order = this.ownOrder;
+    }
     this.throttle = new LogThrottle(deps.log);
     this.slots = new HandshakeSlots(deps.config.maxHandshakes, deps.config.maxHandshakesPerAddress);
     this.server = createServer({
@@ -154,6 +162,8 @@ export class InboundServer {
    */
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // A channel waiting for its turn is refused with `shutdown` now, not when its wait runs out.
+    this.ownOrder?.abandonAll();
     for (const raw of this.raws.values()) if (!this.relaying.has(raw)) raw.destroy();
     return closed;
   }

@@ -49,13 +49,15 @@ export class SessionOrder {
         this.closed(owner, session);
         reject(new VmgateError('channel-order', `channel ${channel} of session ${session} waited ${this.timeoutMs} ms for channel ${state.next} to connect first`));
       }, this.timeoutMs);
-      // The channel's own connection keeps a gateway alive while it waits; in a
-      // primary that keeps order for its workers, a wait must not hold a
-      // stopped daemon up until it times out.
-      timer.unref();
-      state.waiters.set(channel, () => {
-        clearTimeout(timer);
-        resolve();
+      state.waiters.set(channel, {
+        wake: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        abandon: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       });
     });
   }
@@ -65,10 +67,10 @@ export class SessionOrder {
     const s = this.sessions.get(`${owner}/${session}`);
     if (!s || s.next !== channel) return;
     s.next += 1;
-    const wake = s.waiters.get(s.next);
-    if (wake) {
+    const waiter = s.waiters.get(s.next);
+    if (waiter) {
       s.waiters.delete(s.next);
-      wake();
+      waiter.wake();
     }
   }
 
@@ -81,6 +83,21 @@ export class SessionOrder {
     if (s.active > 0 || s.waiters.size > 0 || s.forget) return;
     s.forget = setTimeout(() => this.sessions.delete(key), this.timeoutMs);
     s.forget.unref();
+  }
+
+  /**
+   * The gateway is stopping: every channel still waiting for its turn fails
+   * with `shutdown`, and nothing is remembered. Without this, the waits'
+   * timers would keep a stopped primary (which keeps order for its workers)
+   * alive until they ran out.
+   */
+  abandonAll(): void {
+    const stopping = new VmgateError('shutdown', 'the gateway is stopping; the channel was still waiting for its turn');
+    for (const s of this.sessions.values()) {
+      if (s.forget) clearTimeout(s.forget);
+      for (const w of s.waiters.values()) w.abandon(stopping);
+    }
+    this.sessions.clear();
   }
 
   /** Sessions with a channel in setup or open (not those only remembered). */
@@ -103,7 +120,7 @@ interface SessionState {
   /** The channel whose turn it is to connect. */
   next: number;
   seen: Set<number>;
-  waiters: Map<number, () => void>;
+  waiters: Map<number, { wake: () => void; abandon: (e: VmgateError) => void }>;
   active: number;
   /** Set while the session has no channel left: when it is forgotten. */
   forget: NodeJS.Timeout | undefined;

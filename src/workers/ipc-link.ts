@@ -60,11 +60,11 @@ export class IpcLink<Mine extends OpMap, Theirs extends OpMap, NoticeIn, NoticeO
     });
   }
 
-  /** Fails every pending request; later sends are dropped. */
-  close(): void {
+  /** Fails every pending request (with `reason`, else "gone"); later sends are dropped. */
+  close(reason?: VmgateError): void {
     if (this.closed) return;
     this.closed = true;
-    for (const p of this.pending.values()) p.reject(this.gone());
+    for (const p of this.pending.values()) p.reject(reason ?? this.gone());
     this.pending.clear();
   }
 

@@ -73,6 +73,11 @@ export class OrderService {
     }
   }
 
+  /** The gateway is stopping: channels still waiting for their turn fail with `shutdown`. */
+  stop(): void {
+    this.order.abandonAll();
+  }
+
   /** Sessions with order state (for tests: it must drain to 0). */
   get size(): number {
     return this.order.size;

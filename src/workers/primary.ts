@@ -167,6 +167,9 @@ export class WorkerPool {
     for (const l of this.listeners) l.server.close();
     const workers = this.slots.filter((w): w is WorkerHandle => w !== undefined);
     for (const w of workers) w.stop(graceMs);
+    // Channels still waiting for their turn are refused with `shutdown` now
+    // (as without workers), not when the primary is gone or their wait runs out.
+    this.order.stop();
     await Promise.all(workers.map(async (w) => {
       const timer = setTimeout(() => {
         this.log.error({ event: 'worker-killed', workerPid: w.pid }, `worker process ${w.pid} did not exit ${EXIT_GRACE_MS} ms after the drain; killing it`);

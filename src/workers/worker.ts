@@ -64,7 +64,8 @@ export async function runWorker(configFile: string): Promise<void> {
     const run = gw.stop(graceMs);
     stopping ??= run.then(() => {
       log?.info({ event: 'worker-stopped' }, `worker ${process.pid} stopped`);
-      link.close();
+      // What is still waiting on the primary (a channel's turn) ends because we stop, not because the primary went.
+      link.close(new VmgateError('shutdown', 'the gateway is stopping; the channel was still being opened'));
       if (process.connected) process.disconnect?.();
     });
   };

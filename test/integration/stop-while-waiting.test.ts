@@ -1,7 +1,7 @@
 /**
- * A destination gateway with workers keeps channel order in its primary. A
- * channel that waits there for its turn must not hold a stopping daemon up
- * until the order timeout: systemd would wait, then kill it.
+ * A channel that waits for its turn (channel order, kept by the primary when
+ * there are workers) must not hold a stopping daemon up until the order
+ * timeout: systemd would wait, then kill it.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -32,23 +32,29 @@ after(async () => {
   await new Promise((r) => target.close(r));
 });
 
-test('stop-while-a-channel-waits-its-turn: SIGTERM ends a gateway with workers at once, not after the order timeout', async () => {
-  await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+for (const workers of [1, 2]) {
+  test(`stop-while-a-channel-waits-its-turn (workers ${workers}): SIGTERM ends the gateway at once, not after the order timeout`, async () => {
+    await stopsWhileAChannelWaits(workers);
+  });
+}
+
+async function stopsWhileAChannelWaits(workers: number): Promise<void> {
+  if (!target.listening) await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   const targetPort = (target.address() as { port: number }).port;
   const password = randomBytes(18).toString('base64url');
-  await addUser({ store: join(dir, 'users.json'), user: 'migrate', password });
-  await writeGatewayConfig(join(dir, 'b.yaml'), {
+  await addUser({ store: join(dir, `users-${workers}.json`), user: 'migrate', password });
+  await writeGatewayConfig(join(dir, `b-${workers}.yaml`), {
     name: 'host-b',
-    workers: 2,
+    workers,
     tls: { dir: pki.hostB },
     server: {
       listen: '127.0.0.1:0',
-      credentials: './users.json',
+      credentials: `./users-${workers}.json`,
       channelOrderTimeoutMs: ORDER_TIMEOUT_MS,
       targets: { incoming: { connect: `tcp:127.0.0.1:${targetPort}`, allow: [{ peer: 'host-a', user: 'migrate' }] } },
     },
   });
-  const gw = await GatewayProcess.start({ configPath: join(dir, 'b.yaml'), name: 'host-b' });
+  const gw = await GatewayProcess.start({ configPath: join(dir, `b-${workers}.yaml`), name: 'host-b' });
   try {
     const ready = await gw.waitForLog((l) => l.event === 'ready', 1);
     const port = Number(/:(\d+)$/.exec(String(ready['server']))?.[1]);
@@ -68,8 +74,10 @@ test('stop-while-a-channel-waits-its-turn: SIGTERM ends a gateway with workers a
     assert.deepEqual(exit, { code: 0, signal: null }, `the gateway did not stop cleanly within ${STOP_WITHIN_MS} ms\n${gw.diagnostics()}`);
     assert.ok(Date.now() - started < STOP_WITHIN_MS);
     assert.notEqual(await answer, 'opened', 'the waiting channel must not be opened by a stopping gateway');
+    const refused = gw.logs.filter((l) => l.event === 'channel-refused');
+    assert.deepEqual(refused.map((l) => [l['cause'], l['channel']]), [['shutdown', 1]], 'the log says the channel was refused because the gateway stopped');
     tls.destroy();
   } finally {
     await gw.stop(1_000);
   }
-});
+}

@@ -77,3 +77,12 @@ test('route-groups-concurrent-connections-into-one-session', () => {
   assert.notEqual(c.session, a.session, 'a connection after all channels closed starts a new migration');
   assert.equal(c.channel, 0);
 });
+
+test('stopping-refuses-every-waiting-channel-with-shutdown', async () => {
+  const order = new SessionOrder(60_000);
+  await order.turn('peer', 's1', 0);
+  const waiting = [order.turn('peer', 's1', 2), order.turn('peer', 's2', 1)];
+  order.abandonAll();
+  for (const w of waiting) await assert.rejects(w, (e: unknown) => e instanceof VmgateError && e.code === 'shutdown');
+  assert.equal(order.size, 0);
+});
