@@ -88,8 +88,8 @@ export class SessionOrder {
   /**
    * The gateway is stopping: every channel still waiting for its turn fails
    * with `shutdown`, and nothing is remembered. Without this, the waits'
-   * timers would keep a stopped primary (which keeps order for its workers)
-   * alive until they ran out.
+   * timers would keep a stopped gateway (or the primary that keeps order
+   * for its workers) alive until they ran out.
    */
   abandonAll(): void {
     const stopping = new VmgateError('shutdown', 'the gateway is stopping; the channel was still waiting for its turn');
@@ -111,8 +111,8 @@ export class SessionOrder {
 /**
  * What the server role needs from the order keeper: a SessionOrder in this
  * process, or with `workers` > 1 a proxy to the primary's single SessionOrder
- * (src/workers/remote-order.ts), since a session's channels land in several
- * workers.
+ * (a worker asks over IPC, src/workers/worker.ts; the primary answers from
+ * OrderService), since a session's channels land in several workers.
  */
 export type ChannelOrder = Pick<SessionOrder, 'turn' | 'release' | 'closed'>;
 
