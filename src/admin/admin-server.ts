@@ -1,6 +1,6 @@
 import type { Server, Socket } from 'node:net';
 import { VmgateError, messageOf } from '../errors.js';
-import { listenLocal } from '../gateway/local-socket.js';
+import { listenLocal } from '../local/local-socket.js';
 import type { Logger } from '../log/logger.js';
 import { adminRequestSchema, MAX_ADMIN_REQUEST, type AdminRequest } from './admin-protocol.js';
 

@@ -2,8 +2,8 @@ import type { Config } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { loadConfig } from '../config/load.js';
 import { VmgateError, messageOf } from '../errors.js';
-import { loadReloadable, type Reloadable } from '../gateway/gateway.js';
-import { PeerClient } from '../gateway/peer-client.js';
+import { loadReloadable, type Reloadable } from '../daemon/gateway.js';
+import { PeerClient } from '../route/peer-client.js';
 import { expiringSoon } from '../tls/identity.js';
 
 /**

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/load.js';
-import { Gateway } from '../gateway/gateway.js';
+import { Gateway } from '../daemon/gateway.js';
 import { createLogger } from '../log/logger.js';
 import { WorkerPool } from '../workers/primary.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { CredentialStore } from '../auth/credential-store.js';
 import { loadConfig } from '../config/load.js';
-import { Gateway } from '../gateway/gateway.js';
+import { Gateway } from '../daemon/gateway.js';
 import type { Logger } from '../log/logger.js';
 import { createCa, issueCertificate } from '../pki/index.js';
 

@@ -6,7 +6,7 @@ import { VmgateError } from '../errors.js';
 import { encodeMessage, MessageType } from '../control/messages.js';
 import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { ALPN_PROTOCOL, type Identity } from './identity.js';
-import { checkResumedPeer } from './resumed-peer.js';
+import { checkResumedPeer } from '../policy/resumed-peer.js';
 import type { ServerTicket } from './session-tickets.js';
 import { classifyAuthorizationError, classifyPeerError } from './tls-errors.js';
 

@@ -1,6 +1,6 @@
-import type { ChannelSnapshot } from '../admin/session-view.js';
+import type { ChannelSnapshot } from '../session/session-view.js';
 import type { ErrorCode } from '../errors.js';
-import type { EndRecord } from '../gateway/end-records.js';
+import type { EndRecord } from '../session/end-records.js';
 import type { MetricsJson } from './worker-metrics.js';
 
 /**

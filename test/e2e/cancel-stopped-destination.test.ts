@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { SessionView } from '../../src/admin/session-view.js';
+import type { SessionView } from '../../src/session/session-view.js';
 import { runCli } from '../helpers/gateway-process.js';
 import { MID_MIGRATION_BYTES, QEMU_URI, RELAYED_AT_LEAST, SLOW_BANDWIDTH, isChannelClose, migrationEventTime, ramHashAboveLegacy, startNetnsGateways, waitForTransferred, waitUntilSourceBlocked, type NetnsGateways } from '../helpers/netns-gateways.js';
 import { DEFAULT_MAX_BANDWIDTH, type QemuVm } from '../helpers/qemu.js';

@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { adminRequest } from '../../src/admin/admin-client.js';
-import type { SessionView } from '../../src/admin/session-view.js';
+import type { SessionView } from '../../src/session/session-view.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';

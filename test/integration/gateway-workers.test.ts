@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { adminRequest } from '../../src/admin/admin-client.js';
-import type { SessionView } from '../../src/admin/session-view.js';
+import type { SessionView } from '../../src/session/session-view.js';
 import { connectLoopback, receiveAll, sendRandom } from '../../src/demo/payload.js';
 import { GatewayProcess, addUser, runCli, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
 import { makeTestPki } from '../helpers/pki.js';

@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import { CredentialStore } from '../../src/auth/credential-store.js';
 import { loadConfig } from '../../src/config/load.js';
 import { connectLoopback } from '../../src/demo/payload.js';
-import { Gateway } from '../../src/gateway/gateway.js';
+import { Gateway } from '../../src/daemon/gateway.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { GatewayProcess } from '../helpers/gateway-process.js';
 import { captureLogs } from '../helpers/log-capture.js';

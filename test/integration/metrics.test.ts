@@ -8,7 +8,7 @@ import { parse, stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { startLocalPair, type LocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
-import { Gateway } from '../../src/gateway/gateway.js';
+import { Gateway } from '../../src/daemon/gateway.js';
 import { code } from '../helpers/assert-code.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions, type TLSSocket } from 'node:tls';
-import { connectLocal, listenLocal } from '../../src/gateway/local-socket.js';
+import { connectLocal, listenLocal } from '../../src/local/local-socket.js';
 import { READ_BUFFER_SIZES, RELAY_HIGH_WATER_MARK } from '../../src/relay/buffer-sizes.js';
 import { Relay } from '../../src/relay/relay.js';
 import { ReusedBufferReader, type ReadBufferSizes } from '../../src/relay/reused-buffer-reader.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HandshakeSlots } from '../../src/gateway/handshake-slots.js';
+import { HandshakeSlots } from '../../src/handshake/handshake-slots.js';
 
 test('one-address-cannot-take-every-slot', () => {
   const slots = new HandshakeSlots(4, 2);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { OrderService } from '../../src/workers/order-service.js';
+import { OrderService } from '../../src/session/order-service.js';
 import { code } from '../helpers/assert-code.js';
 
 const OWNER = 'AA:BB';

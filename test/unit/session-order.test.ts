@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RouteSessions } from '../../src/gateway/route-sessions.js';
-import { SessionOrder } from '../../src/gateway/session-order.js';
+import { RouteSessions } from '../../src/session/session-allocator.js';
+import { SessionOrder } from '../../src/session/channel-order.js';
 import { VmgateError } from '../../src/errors.js';
 
 test('channels-connect-in-order-even-when-they-arrive-reversed', async () => {

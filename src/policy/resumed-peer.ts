@@ -1,7 +1,7 @@
 import type { PeerCertificate } from 'node:tls';
 import { VmgateError } from '../errors.js';
-import type { Identity } from './identity.js';
-import { isRevoked } from './revocation.js';
+import type { Identity } from '../tls/identity.js';
+import { isRevoked } from '../tls/revocation.js';
 
 /**
  * On a resumed TLS 1.3 session no certificate is sent and OpenSSL verifies

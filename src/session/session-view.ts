@@ -1,4 +1,4 @@
-import type { ChannelEntry } from '../gateway/channel-table.js';
+import type { ChannelEntry } from './channel-table.js';
 
 /**
  * One channel as plain data: what a process can tell another about its

@@ -13,18 +13,18 @@ import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
-import { peerIdentity, type PeerIdentity } from '../tls/peer-identity.js';
-import { checkResumedPeer } from '../tls/resumed-peer.js';
+import { peerIdentity, type PeerIdentity } from '../policy/peer-identity.js';
+import { checkResumedPeer } from '../policy/resumed-peer.js';
 import { TICKET_LIFETIME_MS } from '../tls/session-tickets.js';
 import { classifyAuthorizationError, classifyPeerError } from '../tls/tls-errors.js';
-import { authorizeOpen } from './authorize.js';
-import { logChannelEnd } from './channel-record.js';
-import type { ChannelTable } from './channel-table.js';
-import { EndRecords, type EndRecord } from './end-records.js';
-import { HandshakeSlots } from './handshake-slots.js';
-import { connectLocal } from './local-socket.js';
-import { PROTOCOL_VERSION } from './peer-client.js';
-import { SessionOrder, type ChannelOrder } from './session-order.js';
+import { authorizeOpen } from '../policy/authorize.js';
+import { logChannelEnd } from '../session/channel-end-log.js';
+import type { ChannelTable } from '../session/channel-table.js';
+import { EndRecords, type EndRecord } from '../session/end-records.js';
+import { HandshakeSlots } from '../handshake/handshake-slots.js';
+import { connectLocal } from '../local/local-socket.js';
+import { PROTOCOL_VERSION } from '../route/peer-client.js';
+import { SessionOrder, type ChannelOrder } from '../session/channel-order.js';
 
 /** After a reset from the source gateway, how long to wait for its ABORT saying why. */
 const NOTICE_WAIT_MS = 1_000;

@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import { adminRequestSchema } from '../admin/admin-protocol.js';
 import { startAdminSocket } from '../admin/admin-server.js';
-import { sessionViews, snapshotOf, type ChannelSnapshot } from '../admin/session-view.js';
+import { sessionViews, snapshotOf, type ChannelSnapshot } from '../session/session-view.js';
 import { CredentialStore } from '../auth/credential-store.js';
 import type { Config, TargetConfig } from '../config/config.js';
 import { formatHostPort } from '../config/endpoint.js';
@@ -13,12 +13,12 @@ import { startMetricsEndpoint, type MetricsEndpoint, type MetricsEndpointDeps } 
 import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
 import { groupId } from '../util/group-id.js';
 import { readSecretFile } from '../util/secret-file.js';
-import { ChannelTable } from './channel-table.js';
-import type { EndRecord } from './end-records.js';
-import { InboundServer, type PeerNotices } from './inbound-server.js';
-import { Route } from './route.js';
-import type { ChannelOrder } from './session-order.js';
-import { StallWatch } from './stall-watch.js';
+import { ChannelTable } from '../session/channel-table.js';
+import type { EndRecord } from '../session/end-records.js';
+import { InboundServer, type PeerNotices } from '../server/inbound-server.js';
+import { Route } from '../route/route.js';
+import type { ChannelOrder } from '../session/channel-order.js';
+import { StallWatch } from '../session/stall-watch.js';
 
 const EXPIRY_WARNING_DAYS = 30;
 

@@ -1,6 +1,6 @@
 import { VmgateError } from '../errors.js';
 import type { AllowRule, TargetConfig } from '../config/config.js';
-import type { PeerIdentity } from '../tls/peer-identity.js';
+import type { PeerIdentity } from './peer-identity.js';
 
 /**
  * May this peer (certificate names) and SASL user reach the target? Both the

@@ -1,4 +1,4 @@
-import type { ChannelSnapshot } from '../admin/session-view.js';
+import type { ChannelSnapshot } from './session-view.js';
 import type { Logger } from '../log/logger.js';
 
 /**

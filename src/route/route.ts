@@ -9,13 +9,13 @@ import { abortConnection } from '../relay/abort-connection.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
-import { logChannelEnd, mib } from './channel-record.js';
-import type { ChannelTable } from './channel-table.js';
+import { logChannelEnd, mib } from '../session/channel-end-log.js';
+import type { ChannelTable } from '../session/channel-table.js';
 import { groupId } from '../util/group-id.js';
-import { listenLocal } from './local-socket.js';
+import { listenLocal } from '../local/local-socket.js';
 import { PeerClient } from './peer-client.js';
 import { PeerProbe, type PeerProbeStatus } from './peer-probe.js';
-import { RouteSessions } from './route-sessions.js';
+import { RouteSessions } from '../session/session-allocator.js';
 
 export interface RouteDeps {
   config: RouteConfig;
