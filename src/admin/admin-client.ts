@@ -1,9 +1,9 @@
 import { createConnection } from 'node:net';
 import { VmgateError, isErrorCode, messageOf, systemCode } from '../errors.js';
-import type { AdminRequest } from './admin-protocol.js';
+import type { AdminReply, AdminRequest } from './admin-protocol.js';
 
 /** Sends one request to a gateway's control socket; throws the gateway's coded error. */
-export function adminRequest(path: string, req: AdminRequest, timeoutMs = 5_000): Promise<Record<string, unknown>> {
+export function adminRequest<R extends AdminRequest>(path: string, req: R, timeoutMs = 5_000): Promise<AdminReply[R['op']]> {
   return new Promise((resolve, reject) => {
     const s = createConnection({ path });
     let buf = '';
@@ -22,7 +22,7 @@ export function adminRequest(path: string, req: AdminRequest, timeoutMs = 5_000)
         reject(new VmgateError('frame-malformed', `the control socket ${path} answered something that is not JSON`));
         return;
       }
-      if (r['ok'] === true) resolve(r);
+      if (r['ok'] === true) resolve(r as unknown as AdminReply[R['op']]);
       else reject(new VmgateError(isErrorCode(r['code']) ? r['code'] : 'internal', String(r['message'] ?? 'request failed')));
     });
     s.on('error', (e) => {

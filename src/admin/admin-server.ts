@@ -2,9 +2,9 @@ import type { Server, Socket } from 'node:net';
 import { VmgateError, messageOf } from '../errors.js';
 import { listenLocal } from '../local/local-socket.js';
 import type { Logger } from '../log/logger.js';
-import { adminRequestSchema, MAX_ADMIN_REQUEST, type AdminRequest } from './admin-protocol.js';
+import { adminRequestSchema, MAX_ADMIN_REQUEST, type AdminReply, type AdminRequest } from './admin-protocol.js';
 
-export type AdminHandler = (req: AdminRequest) => Promise<Record<string, unknown>>;
+export type AdminHandler = (req: AdminRequest) => Promise<AdminReply[AdminRequest['op']]>;
 
 export interface AdminSocketOptions {
   path: string;

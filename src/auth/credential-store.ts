@@ -23,7 +23,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { messageOf, systemCode, VmgateError } from '../errors.js';
-import { resolveInsideDir } from '../util/secret-file.js';
+import { DISK_FILES, type FileSource } from '../util/file-source.js';
 import { RecentLogins } from './recent-logins.js';
 import { MAX_PASSWORD_BYTES, MAX_USER_BYTES, saslprep } from './sasl-plain.js';
 
@@ -146,29 +146,10 @@ export class CredentialStore {
    * directory, `file-insecure` if group or others have any access, and
    * `credentials-invalid` naming the file and the offending key otherwise.
    */
-  static async load(path: string): Promise<CredentialStore> {
-    let text: string;
-    const real = await resolveInsideDir(path, 'credential store');
-    try {
-      const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
-      try {
-        // Mode and content come from the same open file: no window to swap it.
-        const st = await fh.stat();
-        if (!st.isFile()) throw new VmgateError('credentials-invalid', `credential store ${path} is not a regular file`);
-        if ((st.mode & 0o077) !== 0) {
-          const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-          throw new VmgateError('file-insecure', `credential store ${path} has mode ${mode}, readable by group or others; fix with: chmod 600 ${path}`);
-        }
-        if (st.size > MAX_FILE_BYTES) throw new VmgateError('credentials-invalid', `credential store ${path} is larger than ${MAX_FILE_BYTES} bytes`);
-        text = await fh.readFile('utf8');
-      } finally {
-        await fh.close();
-      }
-    } catch (e: unknown) {
-      if (e instanceof VmgateError) throw e;
-      throw new VmgateError('config-unreadable', `cannot read credential store ${path}: ${systemCode(e) ?? messageOf(e)}`, { cause: e });
-    }
-    return CredentialStore.#parse(path, text);
+  static async load(path: string, source: FileSource = DISK_FILES): Promise<CredentialStore> {
+    const data = await source.secret(path, 'credential store');
+    if (data.length > MAX_FILE_BYTES) throw new VmgateError('credentials-invalid', `credential store ${path} is larger than ${MAX_FILE_BYTES} bytes`);
+    return CredentialStore.#parse(path, data.toString('utf8'));
   }
 
   static #parse(path: string, text: string): CredentialStore {

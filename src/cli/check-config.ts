@@ -2,7 +2,7 @@ import type { Config } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { loadConfig } from '../config/load.js';
 import { VmgateError, messageOf } from '../errors.js';
-import { loadReloadable, type Reloadable } from '../daemon/gateway.js';
+import { loadReloadable, type Reloadable } from '../daemon/reloadable.js';
 import { PeerClient } from '../route/peer-client.js';
 import { expiringSoon } from '../tls/identity.js';
 

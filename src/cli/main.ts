@@ -5,7 +5,7 @@ import { isVmgateError, messageOf } from '../errors.js';
 import { checkConfig } from './check-config.js';
 import { runDemo } from './demo.js';
 import { runDaemon } from './run.js';
-import { cancelSession, controlSocketPath, DEFAULT_CONTROL_SOCKET, fetchSessions, sessionsTable, statusText, watchSessions } from './sessions.js';
+import { cancelSession, controlSocketPath, reloadGateway, DEFAULT_CONTROL_SOCKET, fetchSessions, sessionsTable, statusText, watchSessions } from './sessions.js';
 import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
 
 /**
@@ -81,6 +81,9 @@ socketOpts(program.command('cancel').description('end a migration session (or on
   .action(async (session: string, o: { socket?: string; config?: string; channel?: string }) => {
     console.log(await cancelSession(await controlSocketPath(o), session, o.channel === undefined ? undefined : Number(o.channel)));
   });
+
+socketOpts(program.command('reload').description('reload certificates, CRL, credentials and allow-lists, and wait for the answer (as SIGHUP, but fails when the new files are refused)'))
+  .action(async (o: { socket?: string; config?: string }) => console.log(await reloadGateway(await controlSocketPath(o))));
 
 socketOpts(program.command('status').description('show what a running gateway is doing'))
   .action(async (o: { socket?: string; config?: string }) => console.log(await statusText(await controlSocketPath(o))));

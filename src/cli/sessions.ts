@@ -1,4 +1,5 @@
 import { adminRequest } from '../admin/admin-client.js';
+import type { RouteStatus } from '../daemon/daemon.js';
 import type { SessionView } from '../session/session-view.js';
 import { loadConfig } from '../config/load.js';
 import { VmgateError } from '../errors.js';
@@ -18,7 +19,7 @@ export async function controlSocketPath(o: { socket?: string; config?: string })
 }
 
 export async function fetchSessions(socket: string): Promise<SessionView[]> {
-  return (await adminRequest(socket, { op: 'sessions' }))['sessions'] as SessionView[];
+  return (await adminRequest(socket, { op: 'sessions' })).sessions;
 }
 
 export function sessionsTable(sessions: SessionView[], rates?: Map<string, number>): string {
@@ -61,24 +62,26 @@ export async function watchSessions(socket: string, write: (s: string) => void, 
 
 export async function cancelSession(socket: string, session: string, channel?: number): Promise<string> {
   const r = await adminRequest(socket, channel === undefined ? { op: 'cancel', session } : { op: 'cancel', session, channel });
-  return `cancelled ${String(r['cancelled'])} channel(s) of session ${session}; QEMU on both sides sees the migration fail now`;
+  return `cancelled ${r.cancelled} channel(s) of session ${session}; QEMU on both sides sees the migration fail now`;
+}
+
+/** `vmgate reload`: the daemon reloads its files and answers whether it took them (what SIGHUP does, with an answer). */
+export async function reloadGateway(socket: string): Promise<string> {
+  await adminRequest(socket, { op: 'reload' });
+  return 'reloaded certificates, CRL, credentials and allow-lists';
 }
 
 export async function statusText(socket: string): Promise<string> {
   const r = await adminRequest(socket, { op: 'status' });
-  const id = r['identity'] as { subject: string; validTo: string } | undefined;
-  const workers = r['workers'] as Array<{ pid: number; channels: number }> | undefined;
   return [
-    `gateway ${String(r['name'])}: up ${String(r['uptimeS'])} s`,
-    `  server: ${String(r['server'] ?? 'none')}; targets: ${(r['targets'] as string[]).join(', ') || 'none'}`,
-    ...routeLines(r['routes'] as RouteStatus[]),
-    `  ${String(r['sessions'])} session(s), ${String(r['channels'])} channel(s) open`,
-    ...(workers ? [`  workers: ${workers.map((w) => `pid ${w.pid} (${w.channels} channel(s))`).join(', ') || 'none running'}`] : []),
-    id ? `  identity: ${id.subject}, valid until ${id.validTo}` : '  identity: unknown (no worker process is running)',
+    `gateway ${r.name}: up ${r.uptimeS} s`,
+    `  server: ${r.server ?? 'none'}; targets: ${r.targets.join(', ') || 'none'}`,
+    ...routeLines(r.routes),
+    `  ${r.sessions} session(s), ${r.channels} channel(s) open`,
+    ...(r.workers ? [`  workers: ${r.workers.map((w) => `pid ${w.pid} (${w.channels} channel(s))`).join(', ') || 'none running'}`] : []),
+    r.identity ? `  identity: ${r.identity.subject}, valid until ${r.identity.validTo}` : '  identity: unknown (no worker process is running)',
   ].join('\n');
 }
-
-type RouteStatus = { name: string; listen: string; peer?: { state: string; since?: string; lastOk?: string; cause?: string; message?: string } };
 
 /** One line per route, with the verdict of its last peer probe. */
 function routeLines(routes: RouteStatus[]): string[] {

@@ -60,7 +60,7 @@ export interface RouteConfig {
   user: string;
   passwordFile: string;
   connectTimeoutMs: number;
-  /** How often the peer is probed (gateway/peer-probe.ts); 0: never. */
+  /** How often the peer is probed (route/peer-probe.ts); 0: never. */
   probeIntervalMs: number;
   /** Group allowed to connect to a unix `listen` socket (mode 0660); undefined: 0600. */
   socketGroup: string | number | undefined;

@@ -22,13 +22,16 @@ export const QEMU_TLS_LAYOUT = {
 /** Reads, parses and validates a config file. Throws config-invalid listing every problem. */
 export async function loadConfig(file: string): Promise<Config> {
   const path = resolve(file);
-  let text: string;
+  return parseConfig(await readConfigText(path), path);
+}
+
+/** The config file's text, for a reload that is checked once and handed to worker processes as text. */
+export async function readConfigText(path: string): Promise<string> {
   try {
-    text = await readFile(path, 'utf8');
+    return await readFile(path, 'utf8');
   } catch (e: unknown) {
     throw new VmgateError('config-unreadable', `cannot read config ${path}: ${messageOf(e)}`, { cause: e });
   }
-  return parseConfig(text, path);
 }
 
 export function parseConfig(text: string, path: string): Config {

@@ -9,6 +9,9 @@ import { z } from 'zod';
 import { type ErrorCode, isErrorCode, VmgateError } from '../errors.js';
 import { encodeFrame, type Frame } from './frame-codec.js';
 
+/** The control protocol version this build speaks; HELLO offers it, WELCOME chooses it (docs/protocol.md). */
+export const PROTOCOL_VERSION = 1;
+
 export const MessageType = {
   HELLO: 1,
   WELCOME: 2,

@@ -1,34 +1,23 @@
 import type { Server, Socket } from 'node:net';
-import { adminRequestSchema } from '../admin/admin-protocol.js';
-import { startAdminSocket } from '../admin/admin-server.js';
-import { sessionViews, snapshotOf, type ChannelSnapshot } from '../session/session-view.js';
-import { CredentialStore } from '../auth/credential-store.js';
-import type { Config, TargetConfig } from '../config/config.js';
+import { sessionViews, snapshotOf, type ChannelSnapshot, type SessionView } from '../session/session-view.js';
+import type { Config } from '../config/config.js';
+import { loadFromChecked, loadFromDisk, loadReloadable, type CheckedReload, type Reloadable } from './reloadable.js';
 import { formatHostPort } from '../config/endpoint.js';
-import { loadConfig } from '../config/load.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import type { ChannelSelector, Daemon, StatusReply } from './daemon.js';
+import { openControlSocket } from './control.js';
 import type { Logger } from '../log/logger.js';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
 import { startMetricsEndpoint, type MetricsEndpoint, type MetricsEndpointDeps } from '../metrics/metrics-endpoint.js';
 import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
-import { groupId } from '../util/group-id.js';
-import { readSecretFile } from '../util/secret-file.js';
 import { ChannelTable } from '../session/channel-table.js';
-import type { EndRecord } from '../session/end-records.js';
-import { InboundServer, type PeerNotices } from '../server/inbound-server.js';
+import { InboundServer } from '../server/inbound-server.js';
+import type { PeerNotices } from '../session/cause-exchange.js';
 import { Route } from '../route/route.js';
-import type { ChannelOrder } from '../session/channel-order.js';
+import type { ChannelOrder } from '../session/session-order.js';
 import { StallWatch } from '../session/stall-watch.js';
 
 const EXPIRY_WARNING_DAYS = 30;
-
-/** Everything a reload may replace, loaded and checked as one unit. */
-export interface Reloadable {
-  identity: Identity;
-  credentials: CredentialStore;
-  targets: Map<string, TargetConfig>;
-  passwords: Map<string, string>;
-}
 
 /**
  * How a worker process (src/workers) runs a gateway: it listens on nothing
@@ -49,10 +38,10 @@ export interface WorkerRole {
  * so a bad file stops the start with a clear error, and a bad file at reload
  * keeps the last good state.
  */
-export class Gateway {
+export class Gateway implements Daemon {
   readonly channels = new ChannelTable();
   private state: Reloadable;
-  private server: InboundServer | undefined;
+  private inbound: InboundServer | undefined;
   private readonly routes: Route[] = [];
   private admin: Server | undefined;
   private stallWatch: StallWatch | undefined;
@@ -96,7 +85,7 @@ export class Gateway {
 
   /** The TLS listener's bound address (useful with port 0). */
   serverAddress(): { host: string; port: number } | undefined {
-    return this.server?.address();
+    return this.inbound?.address();
   }
 
   /** The metrics listener's bound address; undefined when metrics are off. */
@@ -113,39 +102,24 @@ export class Gateway {
     return undefined;
   }
 
-  /** Worker role: the TLS session ticket keys the primary gives every worker. */
-  setTicketKeys(keys: Buffer): void {
-    this.server?.setTicketKeys(keys);
-  }
-
+  /** Where QEMU migrates to on route `name` (with port 0, the real port). */
   routeAddress(name: string): string | undefined {
     return this.routes.find((r) => r.name === name)?.address();
   }
 
-  /** Worker role: serves a connection the primary accepted on the TLS port. */
-  acceptInbound(raw: Socket): void {
-    if (this.server) this.server.accept(raw);
-    else raw.destroy();
+  /**
+   * The two roles, for a worker process (src/workers/worker.ts): the primary
+   * accepts the connections and hands them to these.
+   */
+  get server(): InboundServer | undefined {
+    return this.inbound;
   }
 
-  /** Worker role: carries a local connection the primary accepted on a route and numbered. */
-  async carryLocal(routeName: string, local: Socket, session: string, channel: number): Promise<void> {
-    await this.route(routeName, local).carry(local, session, channel);
-  }
-
-  /** Worker role: tells a route's peer that channels (of a worker that died) ended. */
-  async tellPeer(routeName: string, session: string, channels: number[], code: ErrorCode, message: string): Promise<number> {
-    return this.route(routeName).tellPeer(session, channels, code, message);
-  }
-
-  /** Worker role: the peer's ABORT, for the channels that run in this process. */
-  endPeerChannels(owner: string, session: string, channels: number[], code: ErrorCode, message: string): number {
-    return this.server?.endChannels(owner, session, channels, code, message) ?? 0;
-  }
-
-  /** Worker role: the peer's REPORT, for a channel that ran in this process. */
-  lookupEnd(owner: string, session: string, channel: number): EndRecord | undefined {
-    return this.server?.lookupEnd(owner, session, channel);
+  /** The route named `name`; a worker whose config lacks it was started from a newer file than the primary. */
+  route(name: string): Route {
+    const route = this.routes.find((r) => r.name === name);
+    if (route) return route;
+    throw new VmgateError('config-invalid', `route ${name} is not in this worker's config; restart the gateway after changing routes`);
   }
 
   /** This process's channels as plain data. */
@@ -153,24 +127,18 @@ export class Gateway {
     return this.channels.list().map(snapshotOf);
   }
 
-  private route(name: string, local?: Socket): Route {
-    const route = this.routes.find((r) => r.name === name);
-    if (route) return route;
-    local?.resetAndDestroy();
-    throw new VmgateError('config-invalid', `route ${name} is not in this worker's config; restart the gateway after changing routes`);
-  }
-
   /**
    * Re-reads the config file and reloads certificates, CRL, credential store,
    * allow-lists and route passwords. All or nothing: on any error the last
    * good state stays and the error is returned (and logged). Listeners and
-   * channels in flight are untouched.
+   * channels in flight are untouched. A worker process passes the reload
+   * its primary read and checked, and reads no file itself.
    */
-  async reload(): Promise<VmgateError | undefined> {
+  async reload(checked?: CheckedReload): Promise<VmgateError | undefined> {
     try {
-      const next = await loadReloadable(await loadConfig(this.config.file), this.config);
+      const next = checked ? await loadFromChecked(this.config, checked) : await loadFromDisk(this.config);
       this.state = next;
-      this.server?.setIdentity(next.identity);
+      this.inbound?.setIdentity(next.identity);
       this.metrics?.setIdentity(next.identity);
       this.log.info({ event: 'reloaded', identity: subject(next.identity), validTo: next.identity.server.cert.validTo }, 'reloaded certificates, CRL, credentials and allow-lists');
       this.warnExpiry();
@@ -189,7 +157,7 @@ export class Gateway {
    */
   async stop(graceMs = 0): Promise<void> {
     this.phase = 'draining';
-    const closing = [this.server?.close(), ...this.routes.map((r) => r.close())];
+    const closing = [this.inbound?.close(), ...this.routes.map((r) => r.close())];
     if (graceMs > 0 && this.channels.size > 0) {
       this.log.info({ event: 'draining', channels: this.channels.size, graceMs }, `waiting up to ${graceMs} ms for ${this.channels.size} channel(s) to finish`);
       await this.channels.whenEmpty(graceMs);
@@ -208,7 +176,7 @@ export class Gateway {
     const metrics = this.metrics?.metrics ?? NO_METRICS;
     const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs, metrics };
     if (this.config.server) {
-      this.server = new InboundServer({
+      this.inbound = new InboundServer({
         ...common,
         config: this.config.server,
         targets: () => this.state.targets,
@@ -216,7 +184,7 @@ export class Gateway {
         log: this.log.child({ role: 'server' }),
         ...(this.worker ? { order: this.worker.order, notices: this.worker.notices } : {}),
       });
-      if (!this.worker) await this.server.listen();
+      if (!this.worker) await this.inbound.listen();
     }
     for (const rc of this.config.routes) {
       const route = new Route({ ...common, config: rc, password: () => this.state.passwords.get(rc.name) ?? '', log: this.log.child({ role: 'route' }) });
@@ -229,10 +197,7 @@ export class Gateway {
       this.log.info({ event: 'worker-ready', identity: subject(this.state.identity) }, `worker ${process.pid} of vmgate ${this.config.name} ready`);
       return;
     }
-    if (this.config.control) {
-      const gid = this.config.control.group === undefined ? undefined : await groupId(this.config.control.group);
-      this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
-    }
+    if (this.config.control) this.admin = await openControlSocket(this.config.control, this, this.log);
     const stallSubject = {
       snapshot: () => this.snapshot(),
       endSession: (session: string, message: string) => this.channels.abortAll('stalled', message, session),
@@ -243,7 +208,7 @@ export class Gateway {
     this.log.info(
       {
         event: 'ready',
-        server: this.server ? formatHostPort(this.server.address()) : null,
+        server: this.inbound ? formatHostPort(this.inbound.address()) : null,
         targets: [...this.state.targets.keys()],
         routes: this.routes.map((r) => ({ name: r.name, listen: r.address() })),
         control: this.config.control?.socket ?? null,
@@ -255,35 +220,25 @@ export class Gateway {
     );
   }
 
-  /** What `vmgate status` shows. */
-  status(): Record<string, unknown> {
-    return {
+  status(): Promise<StatusReply> {
+    return Promise.resolve({
       name: this.config.name,
       uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
-      server: this.server && !this.worker ? formatHostPort(this.server.address()) : null,
+      server: this.inbound && !this.worker ? formatHostPort(this.inbound.address()) : null,
       routes: this.routes.map((r) => ({ name: r.name, listen: r.address(), peer: r.peerStatus() })),
       targets: [...this.state.targets.keys()],
       channels: this.channels.size,
       sessions: sessionViews(this.snapshot()).length,
       identity: { subject: subject(this.state.identity), validTo: this.state.identity.server.cert.validTo },
-    };
+    });
   }
 
-  /** Answers the control socket. */
-  private async control(req: ReturnType<typeof adminRequestSchema.parse>): Promise<Record<string, unknown>> {
-    switch (req.op) {
-      case 'status':
-        return this.status();
-      case 'sessions':
-        return { sessions: sessionViews(this.snapshot()) };
-      case 'cancel': {
-        const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
-        const n = this.channels.abortAll('cancelled', `cancelled by an operator (${what})`, req.session, req.channel);
-        if (n === 0) throw new VmgateError('target-unknown', `no open ${what} on this gateway (see vmgate sessions)`);
-        this.log.warn({ event: 'cancelled', session: req.session, channel: req.channel, channels: n }, `operator cancelled ${what}: ended ${n} channel(s)`);
-        return { cancelled: n };
-      }
-    }
+  sessions(): Promise<SessionView[]> {
+    return Promise.resolve(sessionViews(this.snapshot()));
+  }
+
+  endChannels(sel: ChannelSelector, cause: ErrorCode, message: string): Promise<number> {
+    return Promise.resolve(this.channels.abortAll(cause, message, sel.session, sel.channel));
   }
 
   private warnExpiry(): void {
@@ -291,28 +246,6 @@ export class Gateway {
       this.log.warn({ event: 'cert-expiring', file: w.file, daysLeft: w.daysLeft }, `certificate ${w.file} (${w.subject}) expires in ${w.daysLeft} day(s); renew it with certs/vmgate-pki renew`);
     }
   }
-}
-
-/**
- * Loads every file the config names. With `running`, the listeners of the
- * running config stay: a reload may change files and allow-lists, not ports.
- * `vmgate check-config` loads through here too, so it checks what `run` would.
- */
-export async function loadReloadable(config: Config, running?: Config): Promise<Reloadable> {
-  const identity = await loadIdentity(config.tls);
-  const credentials = config.server ? await CredentialStore.load(config.server.credentials) : CredentialStore.empty();
-  const passwords = new Map<string, string>();
-  for (const r of (running ?? config).routes) {
-    const fresh = config.routes.find((c) => c.name === r.name) ?? r;
-    passwords.set(r.name, await readPassword(fresh.passwordFile, r.name));
-  }
-  return { identity, credentials, targets: config.server?.targets ?? new Map(), passwords };
-}
-
-async function readPassword(file: string, route: string): Promise<string> {
-  const text = (await readSecretFile(file, `password file of route ${route}`)).toString('utf8').replace(/\r?\n$/, '');
-  if (text.length === 0) throw new VmgateError('config-invalid', `password file ${file} of route ${route} is empty`);
-  return text;
 }
 
 function subject(id: Identity): string {

@@ -15,7 +15,8 @@ import { groupId } from '../util/group-id.js';
 import { listenLocal } from '../local/local-socket.js';
 import { PeerClient } from './peer-client.js';
 import { PeerProbe, type PeerProbeStatus } from './peer-probe.js';
-import { RouteSessions } from '../session/session-allocator.js';
+import { SessionAllocator } from '../session/session-allocator.js';
+import { SourceCauses } from '../session/cause-exchange.js';
 
 export interface RouteDeps {
   config: RouteConfig;
@@ -27,11 +28,6 @@ export interface RouteDeps {
   closeGraceMs: number;
   metrics: GatewayMetrics;
 }
-
-/** Channel ends of one session collected for a single ABORT to the peer. */
-const ABORT_BATCH_MS = 20;
-/** How long to wait for the peer's account of a reset before logging without it. */
-const REPORT_TIMEOUT_MS = 3_000;
 
 /**
  * The client role: a local listener for QEMU whose every connection becomes
@@ -46,15 +42,16 @@ const REPORT_TIMEOUT_MS = 3_000;
  */
 export class Route {
   private server: Server | undefined;
-  private readonly sessions = new RouteSessions();
+  private readonly sessions = new SessionAllocator();
   private readonly log: Logger;
   private readonly peerClient: PeerClient;
   private readonly probe: PeerProbe;
-  private readonly pendingAborts = new Map<string, { channels: number[]; code: ErrorCode; message: string }>();
+  private readonly causes: SourceCauses;
 
   constructor(private readonly deps: RouteDeps) {
     this.log = deps.log.child({ route: deps.config.name });
     this.peerClient = new PeerClient(deps.config, deps.identity, deps.password);
+    this.causes = new SourceCauses(this.peerClient);
     const cfg = deps.config;
     this.probe = new PeerProbe({
       intervalMs: cfg.probeIntervalMs,
@@ -103,11 +100,12 @@ export class Route {
   }
 
   private async onLocal(local: Socket): Promise<void> {
-    const { session, channel } = this.sessions.accept();
+    // One listener, one migration at a time: the route's name is the session key.
+    const { session, channel } = this.sessions.accept(this.name);
     try {
       await this.carry(local, session, channel);
     } finally {
-      this.sessions.release(session);
+      this.sessions.release(this.name, session);
     }
   }
 
@@ -135,7 +133,7 @@ export class Route {
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner });
       const result = await relay.done;
       this.deps.channels.remove(entry);
-      const final = await this.exchangeCause(session, channel, result, log);
+      const final = await this.causes.afterEnd(session, channel, result, log);
       logChannelEnd(log, final);
       this.deps.metrics.channelEnded(entry, final.cause);
     } catch (e: unknown) {
@@ -162,58 +160,4 @@ export class Route {
     return this.peerClient.abort(session, channels, code, message);
   }
 
-  /**
-   * Ends that started here are announced to the peer; a reset from the peer
-   * is explained by asking it. Returns the result to log.
-   */
-  private async exchangeCause(session: string, channel: number, r: RelayResult, log: Logger): Promise<RelayResult> {
-    if (r.cause === 'ok') return r;
-    if (r.cause !== 'peer-reset') {
-      this.announceAbort(session, channel, r.cause, r.message, log);
-      return r;
-    }
-    try {
-      const report = await withTimeout(this.peerClient.report(session, channel), REPORT_TIMEOUT_MS);
-      if (report.code === 'ok') return r;
-      const peerEnd = `destination: ${report.message} (after ${mib(report.bytesIn)} received, ${mib(report.bytesOut)} sent there)`;
-      return { ...r, cause: report.code, message: peerEnd };
-    } catch (e: unknown) {
-      log.debug({ event: 'report-failed' }, `could not ask the peer why channel ${channel} ended: ${messageOf(e)}`);
-      return r;
-    }
-  }
-
-  private announceAbort(session: string, channel: number, code: ErrorCode, message: string, log: Logger): void {
-    const pending = this.pendingAborts.get(session);
-    if (pending) {
-      pending.channels.push(channel);
-      return;
-    }
-    this.pendingAborts.set(session, { channels: [channel], code, message });
-    setTimeout(() => {
-      const batch = this.pendingAborts.get(session);
-      this.pendingAborts.delete(session);
-      if (!batch) return;
-      this.peerClient.abort(session, batch.channels, batch.code, batch.message).then(
-        (n) => log.debug({ event: 'abort-announced', channels: batch.channels, ended: n }, `told the peer to end ${n} channel(s) (${batch.code})`),
-        (e: unknown) => log.warn({ event: 'abort-announce-failed', channels: batch.channels }, `could not tell the peer that the session ended (${batch.code}): ${messageOf(e)}; it will notice by reset or stall`),
-      );
-    }, ABORT_BATCH_MS).unref();
-  }
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new VmgateError('handshake-timeout', `no answer within ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }

@@ -1,33 +1,26 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
-import type { CredentialStore, LoginCheck } from '../auth/credential-store.js';
-import { parsePlainResponse, PlainRejectedError } from '../auth/sasl-plain.js';
+import type { CredentialStore } from '../auth/credential-store.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
-import { ControlChannel, PeerError } from '../control/control-channel.js';
 import { MessageType, type AbortMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import { HandshakeSlots } from '../handshake/handshake-slots.js';
+import { acceptOpen, serveHandshake, type ServerConnection, type ServerHandshakeDeps } from '../handshake/server.js';
+import { connectLocal } from '../local/local-socket.js';
 import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import { authorizeOpen } from '../policy/peer-policy.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
-import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
-import { peerIdentity, type PeerIdentity } from '../policy/peer-identity.js';
-import { checkResumedPeer } from '../policy/resumed-peer.js';
-import { TICKET_LIFETIME_MS } from '../tls/session-tickets.js';
-import { classifyAuthorizationError, classifyPeerError } from '../tls/tls-errors.js';
-import { authorizeOpen } from '../policy/authorize.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
+import { SessionOrder, type ChannelOrder } from '../session/session-order.js';
 import type { ChannelTable } from '../session/channel-table.js';
-import { EndRecords, type EndRecord } from '../session/end-records.js';
-import { HandshakeSlots } from '../handshake/handshake-slots.js';
-import { connectLocal } from '../local/local-socket.js';
-import { PROTOCOL_VERSION } from '../route/peer-client.js';
-import { SessionOrder, type ChannelOrder } from '../session/channel-order.js';
-
-/** After a reset from the source gateway, how long to wait for its ABORT saying why. */
-const NOTICE_WAIT_MS = 1_000;
+import { DestinationCauses, type PeerNotices } from '../session/cause-exchange.js';
+import { ALPN_PROTOCOL, type Identity } from '../tls/identity.js';
+import { TICKET_LIFETIME_MS } from '../tls/session-tickets.js';
+import { classifyPeerError } from '../tls/tls-errors.js';
 
 export interface InboundDeps {
   config: ServerConfig;
@@ -46,33 +39,6 @@ export interface InboundDeps {
 }
 
 /**
- * ABORT and REPORT arrive on their own connection, which with `workers` > 1
- * may land in another worker than the channels they name; a worker passes
- * an implementation that asks every worker (src/workers).
- */
-export interface PeerNotices {
-  /** Ends these channels of the owner's session wherever they run; returns how many ended. */
-  abort(owner: string, session: string, channels: number[], code: ErrorCode, message: string): Promise<number>;
-  /** How a channel of the owner's session ended, wherever it ran. */
-  report(owner: string, session: string, channel: number): Promise<EndRecord | undefined>;
-}
-
-/** An authenticated client connection after SASL: who it is and its control channel. */
-interface Authenticated {
-  s: TLSSocket;
-  raw: Socket;
-  ctrl: ControlChannel;
-  peer: PeerIdentity;
-  user: string;
-  /** How SASL accepted the user (a full scrypt run, or a recent or concurrent one of the same login). */
-  login: LoginCheck['via'];
-  log: Logger;
-  started: number;
-  /** Stops the handshake deadline; call once the connection leaves the control phase. */
-  handshakeDone: () => void;
-}
-
-/**
  * The server role: a TLS listener whose connections each carry one request:
  * a channel to an allow-listed local target (OPEN), or a notice about
  * channels that the client gateway ended (ABORT), or a question about how a
@@ -84,7 +50,6 @@ export class InboundServer {
   private readonly order: ChannelOrder;
   /** The order this server keeps itself (none when the primary keeps it for its workers). */
   private readonly ownOrder: SessionOrder | undefined;
-  private readonly ends = new EndRecords();
   /** Raw TCP sockets by remote address, to find the one under a TLS socket. */
   private readonly raws = new Map<string, Socket>();
   private readonly slots: HandshakeSlots;
@@ -94,7 +59,13 @@ export class InboundServer {
   /** When each TCP connection was accepted: the set-up time includes TLS. */
   private readonly acceptedAt = new WeakMap<Socket, number>();
 
+  private readonly handshakeDeps: ServerHandshakeDeps;
+  private readonly notices: PeerNotices;
+
   constructor(private readonly deps: InboundDeps) {
+    this.causes = new DestinationCauses(deps.channels);
+    this.notices = deps.notices ?? this.causes.local();
+    this.handshakeDeps = { identity: deps.identity, credentials: deps.credentials, handshakeTimeoutMs: deps.config.handshakeTimeoutMs, metrics: deps.metrics, log: deps.log };
     if (deps.order) {
       this.order = deps.order;
       this.ownOrder = undefined;
@@ -173,24 +144,8 @@ export class InboundServer {
     this.server.emit('connection', raw);
   }
 
-  /** Ends these channels of the owner's session that run here, and keeps the cause for a relay about to end. Returns how many ended. */
-  endChannels(owner: string, session: string, channels: number[], code: ErrorCode, message: string): number {
-    let count = 0;
-    for (const channel of channels) {
-      const entry = this.deps.channels.find(owner, session, channel);
-      if (entry) {
-        entry.relay.abort(code, `source gateway: ${message}`);
-        count += 1;
-      }
-      this.ends.notice(owner, session, channel, { code, message });
-    }
-    return count;
-  }
-
-  /** How a channel of the owner's session ended here, if it ran here. */
-  lookupEnd(owner: string, session: string, channel: number): EndRecord | undefined {
-    return this.ends.lookup(owner, session, channel);
-  }
+  /** The destination side of the cause exchange, for this process's channels (a worker answers the primary from it). */
+  readonly causes: DestinationCauses;
 
   private onConnection(raw: Socket): void {
     const address = raw.remoteAddress ?? '?';
@@ -239,75 +194,22 @@ export class InboundServer {
       return;
     }
     const started = this.acceptedAt.get(raw) ?? Date.now();
-    const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE]);
-    let log = this.deps.log.child({ conn: randomUUID(), remote: `${s.remoteAddress}:${s.remotePort}` });
-    let conn: Authenticated | undefined;
-    let timedOut = false;
-    const deadline = setTimeout(() => {
-      const e = new VmgateError('handshake-timeout', `the control handshake did not finish within ${this.deps.config.handshakeTimeoutMs} ms`);
-      log.warn({ event: 'channel-refused', cause: e.code }, e.message);
-      timedOut = true;
-      this.deps.metrics.handshakeFailed('server', e.code);
-      ctrl.refuse(e);
-      setTimeout(() => s.destroy(), 1000).unref();
-    }, this.deps.config.handshakeTimeoutMs);
-    const handshakeDone = (): void => {
-      clearTimeout(deadline);
-      raw.emit('vmgate:handshake-done');
-    };
-    try {
-      const peer = verifyClient(s, this.deps.identity());
-      log = log.child({ identity: peer.commonName });
-      const hello = await ctrl.expect(MessageType.HELLO);
-      if (!hello.versions.includes(PROTOCOL_VERSION)) {
-        throw new VmgateError('version-unsupported', `the client speaks versions ${hello.versions.join(', ')}; this gateway speaks ${PROTOCOL_VERSION}`);
+    await serveHandshake(s, raw, started, this.handshakeDeps, () => raw.emit('vmgate:handshake-done'), (c, req) => {
+      switch (req.type) {
+        case MessageType.OPEN:
+          return this.open(c, req);
+        case MessageType.ABORT:
+          return this.abort(c, req);
+        case MessageType.REPORT:
+          return this.report(c, req);
+        case MessageType.PROBE:
+          return this.probe(c, req);
       }
-      ctrl.send({ type: MessageType.WELCOME, version: PROTOCOL_VERSION, mechanisms: ['PLAIN'] });
-      const { user, login } = await this.authenticate(ctrl, log);
-      log = log.child({ user });
-      ctrl.send({ type: MessageType.AUTH_OK, user });
-      conn = { s, raw, ctrl, peer, user, login, log, started, handshakeDone };
-      const req = await ctrl.expectOneOf([MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE]);
-      if (req.type === MessageType.OPEN) await this.open(conn, req);
-      else if (req.type === MessageType.ABORT) await this.abort(conn, req);
-      else if (req.type === MessageType.REPORT) await this.report(conn, req);
-      else this.probe(conn, req);
-    } catch (e: unknown) {
-      handshakeDone();
-      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
-      const who = err instanceof PeerError ? 'the client gateway refused: ' : '';
-      log = conn?.log ?? log;
-      log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel refused (${err.code}): ${who}${err.message}`);
-      if (!timedOut) this.deps.metrics.handshakeFailed('server', err.code); // a timeout was counted when it fired
-      if (!(err instanceof PeerError)) ctrl.refuse(publicError(err));
-      setTimeout(() => s.destroy(), 1000).unref();
-    }
-  }
-
-  private async authenticate(ctrl: ControlChannel, log: Logger): Promise<{ user: string; login: LoginCheck['via'] }> {
-    const auth = await ctrl.expect(MessageType.AUTH);
-    if (auth.mechanism !== 'PLAIN') {
-      throw new VmgateError('auth-mechanism', `mechanism ${auth.mechanism} is not offered (PLAIN is)`);
-    }
-    let username: string;
-    let password: string;
-    try {
-      ({ username, password } = parsePlainResponse(auth.response));
-    } catch (e: unknown) {
-      const reason = e instanceof PlainRejectedError ? e.reason : 'malformed';
-      log.warn({ event: 'auth-rejected', reason }, `SASL PLAIN response rejected before any password check: ${messageOf(e)}`);
-      throw new VmgateError('auth-failed', 'authentication failed');
-    }
-    const check = await this.deps.credentials().check(username, password);
-    if (!check.accepted) {
-      log.warn({ event: 'auth-rejected', reason: 'bad-credentials', user: username }, `SASL user ${JSON.stringify(username)}: unknown user or wrong password`);
-      throw new VmgateError('auth-failed', 'authentication failed');
-    }
-    return { user: username, login: check.via };
+    });
   }
 
   /** OPEN: connect the target in session order, answer OPENED, relay until the end. */
-  private async open(c: Authenticated, open: OpenMessage): Promise<void> {
+  private async open(c: ServerConnection, open: OpenMessage): Promise<void> {
     const log = c.log.child({ session: open.session, channel: open.channel, target: open.target });
     c.log = log;
     const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
@@ -325,10 +227,8 @@ export class InboundServer {
     } finally {
       this.order.release(owner, open.session, open.channel);
     }
-    c.handshakeDone();
     this.deps.metrics.handshakeSucceeded('server', Date.now() - c.started);
-    c.ctrl.send({ type: MessageType.OPENED });
-    const remainder = c.ctrl.detach();
+    const remainder = acceptOpen(c);
     log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
     this.relaying.add(c.raw);
     const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
@@ -337,23 +237,16 @@ export class InboundServer {
     this.deps.channels.remove(entry);
     this.order.closed(owner, open.session);
     if (result.cause === 'target-closed') result = { ...result, message: `target ${formatEndpoint(target.connect)}: ${result.message}` };
-    this.ends.record(owner, open.session, open.channel, { cause: result.cause, message: result.message, bytesIn: result.bytesIn, bytesOut: result.bytesOut });
-    if (result.cause === 'peer-reset') {
-      // The source gateway's reset usually races ahead of its ABORT saying why.
-      const notice = await this.ends.waitForNotice(owner, open.session, open.channel, NOTICE_WAIT_MS);
-      if (notice) result = { ...result, cause: notice.code, message: `source gateway: ${notice.message}` };
-    }
+    result = await this.causes.afterEnd(owner, open.session, open.channel, result);
     logChannelEnd(log, result);
     this.deps.metrics.channelEnded(entry, result.cause);
   }
 
   /** ABORT: the client gateway ended these channels; end ours the same way, at once. */
-  private async abort(c: Authenticated, req: AbortMessage): Promise<void> {
+  private async abort(c: ServerConnection, req: AbortMessage): Promise<void> {
     c.handshakeDone();
     const owner = c.peer.fingerprint256;
-    const count = this.deps.notices
-      ? await this.deps.notices.abort(owner, req.session, req.channels, req.code, req.message)
-      : this.endChannels(owner, req.session, req.channels, req.code, req.message);
+    const count = await this.notices.abort(owner, req.session, req.channels, req.code, req.message);
     c.log.info({ event: 'peer-abort', session: req.session, channels: req.channels, cause: req.code, ended: count }, `the source gateway ended ${req.channels.length} channel(s) of session ${req.session} (${req.code}): ${req.message}`);
     c.ctrl.send({ type: MessageType.ABORTED, count });
     c.s.end();
@@ -364,7 +257,7 @@ export class InboundServer {
    * open a channel to this target (TLS, SASL and authorization all passed by
    * now). The target is not connected: a connection to it IS a migration.
    */
-  private probe(c: Authenticated, req: ProbeMessage): void {
+  private probe(c: ServerConnection, req: ProbeMessage): void {
     c.handshakeDone();
     authorizeOpen(this.deps.targets(), req.target, c.peer, c.user);
     c.log.debug({ event: 'peer-probe', target: req.target, login: c.login }, `probe from ${c.peer.commonName}: target ${req.target} may be opened`);
@@ -373,45 +266,14 @@ export class InboundServer {
   }
 
   /** REPORT: say how a channel of this peer's session ended here. */
-  private async report(c: Authenticated, req: ReportMessage): Promise<void> {
+  private async report(c: ServerConnection, req: ReportMessage): Promise<void> {
     c.handshakeDone();
     const owner = c.peer.fingerprint256;
-    const r = this.deps.notices ? await this.deps.notices.report(owner, req.session, req.channel) : this.lookupEnd(owner, req.session, req.channel);
+    const r = await this.notices.report(owner, req.session, req.channel);
     if (!r) throw new VmgateError('target-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
     c.ctrl.send({ type: MessageType.REPORTED, code: r.cause, message: r.message, bytesIn: r.bytesIn, bytesOut: r.bytesOut });
     c.s.end();
   }
-}
-
-/**
- * Checks the client certificate that OpenSSL verified (or not) during the
- * handshake. On a resumed session that is the certificate and verdict of the
- * full handshake it resumes, so its time and the current CRL are checked again.
- */
-function verifyClient(s: TLSSocket, id: Identity): PeerIdentity {
-  const peer = peerIdentity(s);
-  // First, and never after `authorized`: a client that sent no certificate
-  // and resumes its session is reported authorized by Node 20 / OpenSSL.
-  if (!peer) throw new VmgateError('tls-no-client-cert', 'the client presented no certificate');
-  if (!s.authorized) {
-    const e = classifyAuthorizationError(String(s.authorizationError ?? 'unknown'));
-    throw new VmgateError(e.code, `client certificate ${peer.commonName}: ${e.message}`);
-  }
-  const stale = s.isSessionReused() ? checkResumedPeer(s.getPeerCertificate(), id) : undefined;
-  if (stale) throw stale;
-  if (s.alpnProtocol !== ALPN_PROTOCOL) {
-    throw new VmgateError('tls-protocol', `the client did not negotiate ALPN ${ALPN_PROTOCOL} (is it a vmgate gateway?)`);
-  }
-  return peer;
-}
-
-/**
- * What the client may learn about a refusal. Auth failures stay vague by
- * design (the server log has the detail); target errors name the target.
- */
-function publicError(e: VmgateError): VmgateError {
-  if (e.code === 'internal') return new VmgateError('internal', 'internal error on the server gateway; see its log');
-  return e;
 }
 
 function serverContextOptions(id: Identity): SecureContextOptions {

@@ -1,5 +1,5 @@
 import { VmgateError } from '../errors.js';
-import { SessionOrder } from './channel-order.js';
+import { SessionOrder } from './session-order.js';
 
 interface Held {
   /** owner/session -> channels that have their turn and have not released it yet. */

@@ -1,35 +1,40 @@
 import { isIP, Socket, connect as netConnect } from 'node:net';
-import { checkServerIdentity, connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { HostPort } from '../config/endpoint.js';
 import { formatHostPort } from '../config/endpoint.js';
 import { VmgateError } from '../errors.js';
-import { encodeMessage, MessageType } from '../control/messages.js';
 import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { ALPN_PROTOCOL, type Identity } from './identity.js';
-import { checkResumedPeer } from '../policy/resumed-peer.js';
 import type { ServerTicket } from './session-tickets.js';
-import { classifyAuthorizationError, classifyPeerError } from './tls-errors.js';
+import { classifyPeerError } from './tls-errors.js';
 
 /** A TLS connection to a peer gateway and the TCP socket under it. */
 export interface PeerSocket {
   tls: TLSSocket;
   /** Reset this one to abort: the peer then sees ECONNRESET, not a clean end. */
   raw: Socket;
-  /** The server certificate we verified (on a resumed session: the one of the full handshake it resumes). */
+  /** The server certificate of the handshake (on a resumed session: the one of the full handshake it resumes). */
   serverCert: PeerCertificate;
   /** TLS resumed an earlier session instead of a full handshake. */
   resumed: boolean;
+  /** Why `verify` refused the server; the caller tells the server and closes. */
+  refusal: VmgateError | undefined;
 }
 
 export interface DialOptions {
   peer: HostPort;
-  /** Name the peer's certificate must carry (DNS or IP SAN). */
+  /** Sent as SNI when it is a DNS name. */
   peerName: string;
-  /** Our identity: its client context for the handshake, its CRL for the checks on resumption. */
+  /** Our identity: its client context for the handshake. */
   identity: Identity;
   /** A ticket of an earlier verified session with this peer, offered for resumption. */
   ticket?: ServerTicket | undefined;
-  /** Called with each session ticket the server sends once it is verified. */
+  /**
+   * The peer policy, run as soon as the handshake completes and before any
+   * session ticket is accepted: undefined when the server may be used.
+   */
+  verify: (s: TLSSocket, cert: PeerCertificate) => VmgateError | undefined;
+  /** Called with each session ticket the server sends, once `verify` accepted it. */
   onTicket?: (t: ServerTicket) => void;
   timeoutMs: number;
   /** Aborts the dial (the local QEMU went away). */
@@ -37,40 +42,38 @@ export interface DialOptions {
 }
 
 /**
- * Dials a peer gateway and completes TLS 1.3 with our client certificate,
- * then verifies the peer: chain (against our CA and CRL), name, ALPN.
- *
- * Verification runs after the handshake rather than inside it so that a
- * rejected peer is told why: we send it an ERROR frame with the code before
- * closing (Node would otherwise just hang up, and the peer's operator would
- * see nothing but a reset). Nothing else is ever sent to an unverified peer.
+ * Dials a peer gateway and completes TLS 1.3 with our client certificate.
+ * OpenSSL verifies the chain against our CA and CRL but does not refuse:
+ * `verify` reads its verdict after the handshake, so that a refused server
+ * can be told why (by the handshake layer, src/handshake/client.ts) before
+ * the connection closes; Node would otherwise just hang up. A refused
+ * connection resolves with `refusal` set; only network and TLS failures
+ * reject.
  *
  * With `ticket`, TLS 1.3 may resume that session: the server then sends no
- * certificate, so the name and time checks run on the certificate the
- * ticket's full handshake verified (src/tls/resumed-peer.ts says why that holds).
+ * certificate, so `verify` gets the certificate the ticket's full handshake
+ * verified.
  */
 export function dialPeer(o: DialOptions): Promise<PeerSocket> {
   return new Promise((resolve, reject) => {
     const where = formatHostPort(o.peer);
     const raw = netConnect({ host: o.peer.host, port: o.peer.port, allowHalfOpen: true });
     let tls: TLSSocket | undefined;
-    let verified: PeerCertificate | undefined;
-    let resumed = false;
     let settled = false;
-    const finish = (e: VmgateError | undefined): void => {
+    const finish = (result: PeerSocket | VmgateError): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', onAbort);
       raw.off('error', onError);
       tls?.off('error', onError);
-      if (e === undefined && tls && verified) {
-        resolve({ tls, raw, serverCert: verified, resumed });
+      if (!(result instanceof VmgateError)) {
+        resolve(result);
         return;
       }
       tls?.destroy();
       raw.destroy();
-      reject(e);
+      reject(result);
     };
     const onError = (e: unknown): void => {
       const err = classifyPeerError(e);
@@ -90,48 +93,26 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
         secureContext: o.identity.clientContext,
         ...(o.ticket ? { session: o.ticket.session } : {}),
         ALPNProtocols: [ALPN_PROTOCOL],
-        rejectUnauthorized: false, // checked below, so the peer can be told why
+        rejectUnauthorized: false, // `verify` decides, so the peer can be told why
         highWaterMark: RELAY_HIGH_WATER_MARK,
         // half-close: inherited from raw (allowHalfOpen), so a FIN is relayed as a FIN
         ...(isIP(o.peerName) === 0 ? { servername: o.peerName } : {}),
       };
-      tls = tlsConnect(options);
-      tls.on('error', onError);
+      const s = tlsConnect(options);
+      tls = s;
+      s.on('error', onError);
+      let verified: PeerCertificate | undefined;
       // TLS 1.3 tickets arrive after the handshake; keep only those of a verified server.
-      tls.on('session', (session: Buffer) => {
+      s.on('session', (session: Buffer) => {
         if (verified) o.onTicket?.({ session, cert: verified });
       });
-      tls.once('secureConnect', () => {
-        const s = tls as TLSSocket;
-        resumed = s.isSessionReused();
+      s.once('secureConnect', () => {
+        const resumed = s.isSessionReused();
         const cert = resumed && o.ticket ? o.ticket.cert : s.getPeerCertificate();
-        const problem = verifyServer(s, o.peerName, cert) ?? (resumed ? checkResumedPeer(cert, o.identity) : undefined);
-        if (problem === undefined) {
-          verified = cert;
-          finish(undefined);
-          return;
-        }
-        // Tell the server why, then give up on it.
-        s.end(encodeMessage({ type: MessageType.ERROR, code: problem.code, message: `the client gateway rejected the server: ${problem.message}` }));
-        finish(new VmgateError(problem.code, `${where}: ${problem.message}`));
+        const refusal = o.verify(s, cert);
+        if (refusal === undefined) verified = cert;
+        finish({ tls: s, raw, serverCert: cert, resumed, refusal });
       });
     });
   });
-}
-
-function verifyServer(s: TLSSocket, peerName: string, cert: PeerCertificate): VmgateError | undefined {
-  // Node checks the name too (as ERR_TLS_CERT_ALTNAME_INVALID) when given a
-  // servername; an IP peerName is only checked here. Either way, say which
-  // names the certificate does carry.
-  const verifyError = s.authorized ? undefined : String(s.authorizationError ?? 'unknown');
-  if (verifyError !== undefined && verifyError !== 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return classifyAuthorizationError(verifyError);
-  }
-  if (verifyError !== undefined || checkServerIdentity(peerName, cert)) {
-    return new VmgateError('tls-name-mismatch', `the peer certificate is for ${cert.subjectaltname ?? cert.subject?.CN ?? '(no names)'}, not ${peerName}`);
-  }
-  if (s.alpnProtocol !== ALPN_PROTOCOL) {
-    return new VmgateError('tls-protocol', `the peer did not agree on ALPN ${ALPN_PROTOCOL} (is it a vmgate gateway?)`);
-  }
-  return undefined;
 }

@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { TlsFiles } from '../config/config.js';
 import { VmgateError, messageOf } from '../errors.js';
-import { readPublicFile, readSecretFile } from '../util/secret-file.js';
+import { DISK_FILES, type FileSource } from '../util/file-source.js';
 import { parseRevocation, type Revocation } from './revocation.js';
 
 export const ALPN_PROTOCOL = 'vmgate/1';
@@ -38,17 +38,17 @@ export interface ExpiryWarning {
   daysLeft: number;
 }
 
-export async function loadIdentity(files: TlsFiles, now = new Date()): Promise<Identity> {
-  const ca = await readPublicFile(files.ca, 'CA certificate');
+export async function loadIdentity(files: TlsFiles, now = new Date(), source: FileSource = DISK_FILES): Promise<Identity> {
+  const ca = await source.public(files.ca, 'CA certificate');
   const caCert = parseCert(ca, files.ca, 'CA certificate');
   checkValidity(caCert, files.ca, 'CA certificate', now);
   if (!caCert.ca) throw new VmgateError('identity-invalid', `CA certificate ${files.ca} is not a CA (basicConstraints CA:FALSE)`);
-  const crl = files.crl !== undefined ? await readPublicFile(files.crl, 'CRL') : undefined;
+  const crl = files.crl !== undefined ? await source.public(files.crl, 'CRL') : undefined;
   const revocation = crl !== undefined && files.crl !== undefined ? parseRevocation(crl, files.crl) : undefined;
-  const server = await loadKeyPair(files.cert, files.key, caCert, now);
+  const server = await loadKeyPair(files.cert, files.key, caCert, now, source);
   const client = files.clientCert === files.cert && files.clientKey === files.key
     ? server
-    : await loadKeyPair(files.clientCert, files.clientKey, caCert, now);
+    : await loadKeyPair(files.clientCert, files.clientKey, caCert, now, source);
   const base = { ca, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...(crl ? { crl } : {}) } as const;
   let serverContext: SecureContext;
   let clientContext: SecureContext;
@@ -70,9 +70,9 @@ export function expiringSoon(id: Identity, days: number, now = new Date()): Expi
     .filter((w) => w.daysLeft < days);
 }
 
-async function loadKeyPair(certFile: string, keyFile: string, caCert: X509Certificate, now: Date): Promise<KeyPair> {
-  const certPem = await readPublicFile(certFile, 'certificate');
-  const keyPem = await readSecretFile(keyFile, 'private key');
+async function loadKeyPair(certFile: string, keyFile: string, caCert: X509Certificate, now: Date, source: FileSource): Promise<KeyPair> {
+  const certPem = await source.public(certFile, 'certificate');
+  const keyPem = await source.secret(keyFile, 'private key');
   const cert = parseCert(certPem, certFile, 'certificate');
   checkValidity(cert, certFile, 'certificate', now);
   let key;

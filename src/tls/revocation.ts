@@ -6,7 +6,7 @@ import { x509 } from '../pki/x509-lib.js';
  * The CRL as our own code reads it, parsed once per identity load (start and
  * reload), never per connection. OpenSSL holds its own copy in the secure
  * context for full handshakes; this one is for the checks OpenSSL does not
- * run again on a resumed TLS session (src/tls/resumed-peer.ts).
+ * run again on a resumed TLS session (checkResumedPeer in src/policy/peer-policy.ts).
  */
 export interface Revocation {
   /** Revoked serials, lower-case hex without leading zeros (normalizeSerial). */

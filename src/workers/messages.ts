@@ -1,4 +1,6 @@
 import type { ChannelSnapshot } from '../session/session-view.js';
+import type { ChannelSelector, StatusReply } from '../daemon/daemon.js';
+import type { CheckedReload } from '../daemon/reloadable.js';
 import type { ErrorCode } from '../errors.js';
 import type { EndRecord } from '../session/end-records.js';
 import type { MetricsJson } from './worker-metrics.js';
@@ -25,15 +27,11 @@ export type PrimaryNotice =
   | { kind: 'order-release'; owner: string; session: string; channel: number }
   | { kind: 'order-closed'; owner: string; session: string };
 
-export interface ChannelSelector {
-  session: string;
-  channel?: number | undefined;
-}
 
 /** Requests a worker serves. */
 export type WorkerOps = {
   snapshot: { args: null; answer: ChannelSnapshot[] };
-  status: { args: null; answer: Record<string, unknown> };
+  status: { args: null; answer: StatusReply };
   /** Why the worker takes no new channels (for /readyz), or null. */
   'not-ready': { args: null; answer: string | null };
   /** The worker's metrics registry, for the primary's AggregatorRegistry. */
@@ -41,8 +39,8 @@ export type WorkerOps = {
   cancel: { args: ChannelSelector & { cause: ErrorCode; message: string }; answer: number };
   'end-peer-channels': { args: { owner: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
   'lookup-end': { args: { owner: string; session: string; channel: number }; answer: EndRecord | null };
-  /** Reload the files, then use these ticket keys (fresh ones: no session from before the reload resumes). */
-  reload: { args: { ticketKeys: string }; answer: { code: ErrorCode; message: string } | null };
+  /** Take the reload the primary checked, then use these ticket keys (fresh ones: no session from before the reload resumes). */
+  reload: { args: { ticketKeys: string; checked: CheckedReload }; answer: { code: ErrorCode; message: string } | null };
   /** ABORT to a route's peer on behalf of a worker that died. */
   'tell-peer': { args: { route: string; session: string; channels: number[]; code: ErrorCode; message: string }; answer: number };
 };

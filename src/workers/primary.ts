@@ -1,37 +1,35 @@
 import { randomBytes } from 'node:crypto';
 import type { Server, Socket } from 'node:net';
-import { adminRequestSchema } from '../admin/admin-protocol.js';
-import { startAdminSocket } from '../admin/admin-server.js';
-import { sessionViews, type ChannelSnapshot } from '../session/session-view.js';
+import { sessionViews, type ChannelSnapshot, type SessionView } from '../session/session-view.js';
+import { openControlSocket } from '../daemon/control.js';
+import { checkReload, type CheckedReload } from '../daemon/reloadable.js';
+import type { ChannelSelector, Daemon, StatusReply } from '../daemon/daemon.js';
+import type { PeerProbeStatus } from '../route/peer-probe.js';
 import type { Config } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
 import { EndRecords } from '../session/end-records.js';
 import { listenLocal } from '../local/local-socket.js';
-import { RouteSessions } from '../session/session-allocator.js';
+import { SessionAllocator } from '../session/session-allocator.js';
 import { StallWatch } from '../session/stall-watch.js';
 import type { Logger } from '../log/logger.js';
 import { MetricsServer } from '../metrics/metrics-server.js';
 import { groupId } from '../util/group-id.js';
 import type { OpHandlers } from './ipc-link.js';
-import type { ChannelSelector, PrimaryNotice, PrimaryOps } from './messages.js';
+import type { PrimaryNotice, PrimaryOps } from './messages.js';
 import { OrderService } from '../session/order-service.js';
 import { WorkerHandle, describeExit } from './worker-handle.js';
+import { WorkerSlots } from './worker-slots.js';
 import { aggregatedRegistry } from './worker-metrics.js';
 
-/** A dead worker is replaced after this, doubled while replacements keep dying young. */
-const RESPAWN_DELAY_MS = 200;
-const RESPAWN_DELAY_MAX_MS = 30_000;
-/** A worker that lived this long resets the respawn back-off. */
-const HEALTHY_LIFETIME_MS = 10_000;
 /** After the drain grace, how long workers get to exit before they are killed. */
 const EXIT_GRACE_MS = 10_000;
 
 /**
  * The primary process of a gateway with `workers` > 1. It owns every
  * listening socket (route listeners, the TLS port, the control socket),
- * numbers route connections in accept order (RouteSessions: accept order is
+ * numbers route connections in accept order (SessionAllocator: accept order is
  * channel order), and hands each accepted socket to a worker round robin.
  * Workers do TLS, SASL, OPEN and the relay. What must span workers stays
  * here: the one SessionOrder of the server role, ABORT/REPORT lookups, the
@@ -42,10 +40,11 @@ const EXIT_GRACE_MS = 10_000;
 /** Node's ticket keys: 16 bytes of name, 16 of HMAC key, 16 of AES key. */
 const TICKET_KEYS_BYTES = 48;
 
-export class WorkerPool {
-  private readonly slots: Array<WorkerHandle | undefined>;
+export class WorkerPool implements Daemon {
+  private readonly workers: WorkerSlots;
   private readonly order: OrderService;
-  private readonly routeSessions = new Map<string, RouteSessions>();
+  /** Route connections numbered into sessions, keyed by route name as in Route. */
+  private readonly allocator = new SessionAllocator();
   /** How channels of dead workers ended, for the peer's REPORT. */
   private readonly deadEnds = new EndRecords();
   private readonly listeners: Array<{ name: string; server: Server; route: boolean }> = [];
@@ -60,9 +59,7 @@ export class WorkerPool {
   /** Every worker's channels as of the last poll (stall watch, crash accounting). */
   private cache: ChannelSnapshot[] = [];
   private polling = false;
-  private turn = 0;
   private stopping: Promise<void> | undefined;
-  private readonly respawnDelay: number[];
   private readonly startedAt = Date.now();
   /**
    * The TLS session ticket keys of every worker's server (docs/architecture.md,
@@ -76,10 +73,8 @@ export class WorkerPool {
     readonly config: Config,
     private readonly log: Logger,
   ) {
-    this.slots = new Array<WorkerHandle | undefined>(config.workers).fill(undefined);
-    this.respawnDelay = new Array<number>(config.workers).fill(RESPAWN_DELAY_MS);
+    this.workers = new WorkerSlots(config.workers, (slot) => this.spawn(slot), () => this.stopping !== undefined, log);
     this.order = new OrderService(config.server?.channelOrderTimeoutMs ?? 30_000);
-    for (const r of config.routes) this.routeSessions.set(r.name, new RouteSessions());
   }
 
   /** Starts every worker (each loads and checks every file), then opens the listeners. */
@@ -91,9 +86,7 @@ export class WorkerPool {
         const registry = aggregatedRegistry(() => Promise.all(pool.live(true).map((w) => w.link.request('metrics', null).catch(() => []))));
         pool.metrics = await MetricsServer.start({ listen: config.metrics.listen, registry, notReady: () => pool.notReady(), log: log.child({ role: 'metrics' }) });
       }
-      const workers = config.workers;
-      for (let i = 0; i < workers; i += 1) pool.slots[i] = pool.spawn(i);
-      await Promise.all(pool.slots.map((w) => w?.ready));
+      await pool.workers.startAll();
       await pool.open();
     } catch (e: unknown) {
       await pool.stop(0);
@@ -132,15 +125,28 @@ export class WorkerPool {
 
   /** Worker pids, slot by slot (a slot being restarted has none). */
   workerPids(): number[] {
-    return this.live().map((w) => w.pid);
+    return this.workers.pids();
   }
 
-  /** SIGHUP: every worker reloads its files; the first failure is returned (each worker keeps its last good state). */
+  /**
+   * SIGHUP: the config and every file it names are read and checked once,
+   * here; a refused reload stops here and every worker keeps its state.
+   * Otherwise every worker takes the very bytes that were checked, with new
+   * TLS ticket keys (no session of the old identity resumes, in any worker).
+   * Returns the first failure.
+   */
   async reload(): Promise<VmgateError | undefined> {
-    // New keys with the new files: no session of the old identity resumes, in any worker.
+    let checked: CheckedReload;
+    try {
+      checked = await checkReload(this.config);
+    } catch (e: unknown) {
+      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+      this.log.error({ event: 'reload-failed', cause: err.code }, `reload failed, every worker keeps the last good state: ${err.message}`);
+      return err;
+    }
     this.ticketKeys = randomBytes(TICKET_KEYS_BYTES);
-    const ticketKeys = this.ticketKeys.toString('base64');
-    const results = await Promise.all(this.live().map((w) => w.link.request('reload', { ticketKeys }).catch((e: unknown) => ({ code: 'worker-exited' as ErrorCode, message: messageOf(e) }))));
+    const args = { ticketKeys: this.ticketKeys.toString('base64'), checked };
+    const results = await Promise.all(this.live().map((w) => w.link.request('reload', args).catch((e: unknown) => ({ code: 'worker-exited' as ErrorCode, message: messageOf(e) }))));
     const failed = results.filter((r) => r !== null);
     const first = failed[0];
     this.log.info({ event: 'reload-done', workers: results.length, failed: failed.length }, `reload: ${results.length - failed.length} of ${results.length} worker(s) reloaded`);
@@ -165,7 +171,7 @@ export class WorkerPool {
     this.phase = 'draining';
     // close() stops accepting at once; its callback would wait for connections the workers own.
     for (const l of this.listeners) l.server.close();
-    const workers = this.slots.filter((w): w is WorkerHandle => w !== undefined);
+    const workers = this.workers.all();
     for (const w of workers) w.stop(graceMs);
     // Channels still waiting for their turn are refused with `shutdown` now
     // (as without workers), not when the primary is gone or their wait runs out.
@@ -186,19 +192,11 @@ export class WorkerPool {
   }
 
   private live(includeStopping = false): WorkerHandle[] {
-    return this.slots.filter((w): w is WorkerHandle => w !== undefined && (includeStopping ? w.link.connected : w.usable));
+    return this.workers.live(includeStopping);
   }
 
-  /** The next usable worker, round robin. */
   private pick(): WorkerHandle | undefined {
-    for (let i = 0; i < this.slots.length; i += 1) {
-      const w = this.slots[(this.turn + i) % this.slots.length];
-      if (w?.usable) {
-        this.turn = (this.turn + i + 1) % this.slots.length;
-        return w;
-      }
-    }
-    return undefined;
+    return this.workers.pick();
   }
 
   private spawn(slot: number): WorkerHandle {
@@ -219,14 +217,11 @@ export class WorkerPool {
       const gid = rc.socketGroup === undefined ? undefined : await groupId(rc.socketGroup, `routes.${rc.name}.socketGroup`);
       this.listeners.push({ name: rc.name, route: true, server: await listenLocal(rc.listen, (s) => this.onRouteConnection(rc.name, s), gid) });
     }
-    if (this.config.control) {
-      const gid = this.config.control.group === undefined ? undefined : await groupId(this.config.control.group);
-      this.admin = await startAdminSocket({ path: this.config.control.socket, gid }, (req) => this.control(req), this.log);
-    }
+    if (this.config.control) this.admin = await openControlSocket(this.config.control, this, this.log);
     const stallMs = this.config.channel.stallTimeoutMs;
     this.poller = setInterval(() => void this.poll(), stallMs > 0 ? Math.max(100, Math.min(1000, stallMs / 4)) : 1000);
     this.poller.unref();
-    this.stallWatch = new StallWatch({ snapshot: () => this.cache, endSession: (session, message) => this.cancelEverywhere({ session }, 'stalled', message) }, stallMs, this.log);
+    this.stallWatch = new StallWatch({ snapshot: () => this.cache, endSession: (session, message) => this.endChannels({ session }, 'stalled', message) }, stallMs, this.log);
     this.phase = 'serving';
     const address = this.serverAddress();
     const metricsAt = this.metricsAddress();
@@ -245,13 +240,11 @@ export class WorkerPool {
 
   private onRouteConnection(route: string, local: Socket): void {
     local.on('error', () => undefined);
-    const sessions = this.routeSessions.get(route);
-    if (!sessions) return;
     // Numbered here, in accept order: that is the order the destination must connect in.
-    const { session, channel } = sessions.accept();
+    const { session, channel } = this.allocator.accept(route);
     const w = this.pick();
     if (!w) {
-      sessions.release(session);
+      this.allocator.release(route, session);
       this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel }, `no worker process is running (one is being restarted): reset QEMU's connection on route ${route}; retry the migration`);
       local.resetAndDestroy();
       return;
@@ -261,7 +254,7 @@ export class WorkerPool {
     w.link.notify({ kind: 'route-conn', route, session, channel }, local, (e) => {
       if (!e) return;
       w.routeChannels.delete(key);
-      sessions.release(session);
+      this.allocator.release(route, session);
       this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel, workerPid: w.pid }, `could not hand channel ${channel} of session ${session} to worker ${w.pid}: ${e.message}; reset QEMU's connection`);
       if (!local.destroyed) local.resetAndDestroy();
     });
@@ -285,7 +278,7 @@ export class WorkerPool {
   private onNotice(w: WorkerHandle, n: PrimaryNotice): void {
     switch (n.kind) {
       case 'route-released':
-        if (w.routeChannels.delete(`${n.route}/${n.session}/${n.channel}`)) this.routeSessions.get(n.route)?.release(n.session);
+        if (w.routeChannels.delete(`${n.route}/${n.session}/${n.channel}`)) this.allocator.release(n.route, n.session);
         return;
       case 'order-release':
         this.order.release(w.id, n.owner, n.session, n.channel);
@@ -322,10 +315,10 @@ export class WorkerPool {
     try {
       // A worker whose IPC closed but whose exit is not handled yet keeps its
       // last known channels: onExit accounts for them.
-      const known = this.slots.filter((w): w is WorkerHandle => w !== undefined);
+      const known = this.workers.all();
       const kept = (w: WorkerHandle): ChannelSnapshot[] => this.cache.filter((c) => c.pid === w.pid);
       const parts = await Promise.all(known.map((w) => (w.link.connected ? w.link.request('snapshot', null).catch(() => kept(w)) : kept(w))));
-      const current = new Set(this.slots.map((w) => w?.pid));
+      const current = new Set(this.workers.all().map((w) => w.pid));
       this.cache = parts.flat().filter((c) => current.has(c.pid));
       const first = this.live(true)[0];
       if (first) this.workerNotReady = await first.link.request('not-ready', null).catch(() => this.workerNotReady);
@@ -335,48 +328,37 @@ export class WorkerPool {
     }
   }
 
-  private async cancelEverywhere(sel: ChannelSelector, cause: ErrorCode, message: string): Promise<number> {
+  endChannels(sel: ChannelSelector, cause: ErrorCode, message: string): Promise<number> {
     const args = { session: sel.session, cause, message, ...(sel.channel === undefined ? {} : { channel: sel.channel }) };
-    const counts = await Promise.all(this.live(true).map((w) => w.link.request('cancel', args).catch(() => 0)));
-    return counts.reduce((s, c) => s + c, 0);
+    return Promise.all(this.live(true).map((w) => w.link.request('cancel', args).catch(() => 0))).then((counts) => counts.reduce((s, c) => s + c, 0));
   }
 
-  /** Answers the control socket for every worker at once. */
-  private async control(req: ReturnType<typeof adminRequestSchema.parse>): Promise<Record<string, unknown>> {
-    switch (req.op) {
-      case 'status': {
-        const channels = await this.poll();
-        const all = await Promise.all(this.live().map((w) => w.link.request('status', null).catch(() => ({}))));
-        const base = all[0] ?? {};
-        const address = this.serverAddress();
-        return {
-          name: this.config.name,
-          targets: [...(this.config.server?.targets.keys() ?? [])],
-          ...base,
-          uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
-          server: address ? formatHostPort(address) : null,
-          // Every worker probes each route's peer; show the worst verdict (docs/metrics.md, vmgate_peer_up).
-          routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name), ...worstPeer(all, r.name) })),
-          channels: channels.length,
-          sessions: sessionViews(channels).length,
-          workers: this.live(true).map((w) => ({ pid: w.pid, channels: channels.filter((c) => c.pid === w.pid).length, uptimeS: Math.round((Date.now() - w.startedAt) / 1000) })),
-        };
-      }
-      case 'sessions':
-        return { sessions: sessionViews(await this.poll()) };
-      case 'cancel': {
-        const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
-        const n = await this.cancelEverywhere(req, 'cancelled', `cancelled by an operator (${what})`);
-        if (n === 0) throw new VmgateError('target-unknown', `no open ${what} on this gateway (see vmgate sessions)`);
-        this.log.warn({ event: 'cancelled', session: req.session, channel: req.channel, channels: n }, `operator cancelled ${what}: ended ${n} channel(s)`);
-        return { cancelled: n };
-      }
-    }
+  async sessions(): Promise<SessionView[]> {
+    return sessionViews(await this.poll());
+  }
+
+  async status(): Promise<StatusReply> {
+    const channels = await this.poll();
+    const all = await Promise.all(this.live().map((w) => w.link.request('status', null).catch(() => undefined)));
+    const answers = all.filter((a): a is StatusReply => a !== undefined);
+    const address = this.serverAddress();
+    return {
+      name: this.config.name,
+      uptimeS: Math.round((Date.now() - this.startedAt) / 1000),
+      server: address ? formatHostPort(address) : null,
+      // Every worker probes each route's peer; show the worst verdict (docs/metrics.md, vmgate_peer_up).
+      routes: this.config.routes.map((r) => ({ name: r.name, listen: this.routeAddress(r.name) ?? formatEndpoint(r.listen), peer: worstPeer(answers, r.name) })),
+      targets: [...(this.config.server?.targets.keys() ?? [])],
+      channels: channels.length,
+      sessions: sessionViews(channels).length,
+      identity: answers[0]?.identity,
+      workers: this.live(true).map((w) => ({ pid: w.pid, channels: channels.filter((c) => c.pid === w.pid).length, uptimeS: Math.round((Date.now() - w.startedAt) / 1000) })),
+    };
   }
 
   /** A worker exited. Expected when stopping; otherwise account for its channels and replace it. */
   private onExit(slot: number, w: WorkerHandle, how: string): void {
-    if (this.slots[slot] === w) this.slots[slot] = undefined;
+    this.workers.vacate(slot, w);
     this.order.forget(w.id);
     if (w.stopping || this.stopping) return;
     if (!w.isReady) {
@@ -388,7 +370,7 @@ export class WorkerPool {
     const toTell = new Map<string, number[]>();
     for (const key of w.routeChannels) {
       const [route = '', session = '', channel = ''] = key.split('/');
-      this.routeSessions.get(route)?.release(session);
+      this.allocator.release(route, session);
       const k = `${route}/${session}`;
       toTell.set(k, [...(toTell.get(k) ?? []), Number(channel)]);
     }
@@ -408,7 +390,7 @@ export class WorkerPool {
       if (c.role === 'server') this.deadEnds.record(c.owner, c.session, c.channel, { cause: 'worker-exited', message, bytesIn: c.bytesIn, bytesOut: c.bytesOut });
     }
     for (const [key, channels] of toTell) this.tellPeer(key, channels, message);
-    this.respawn(slot, now - w.startedAt);
+    this.workers.replace(slot, now - w.startedAt);
   }
 
   /**
@@ -425,37 +407,15 @@ export class WorkerPool {
     );
   }
 
-  private respawn(slot: number, livedMs: number): void {
-    const delay = livedMs >= HEALTHY_LIFETIME_MS ? RESPAWN_DELAY_MS : Math.min(RESPAWN_DELAY_MAX_MS, (this.respawnDelay[slot] ?? RESPAWN_DELAY_MS) * 2);
-    this.respawnDelay[slot] = delay;
-    setTimeout(() => {
-      if (this.stopping) return;
-      const w = this.spawn(slot);
-      this.slots[slot] = w;
-      w.ready.then(
-        () => this.log.info({ event: 'worker-started', workerPid: w.pid, workers: this.workerPids() }, `started worker process ${w.pid} in place of the one that exited`),
-        (e: unknown) => {
-          const code = e instanceof VmgateError ? e.code : 'internal';
-          this.log.error({ event: 'worker-start-failed', cause: code, workerPid: w.pid }, `a replacement worker could not start (${code}): ${messageOf(e)}; trying again in ${Math.min(RESPAWN_DELAY_MAX_MS, delay * 2)} ms`);
-          w.kill();
-          if (this.slots[slot] === w) this.slots[slot] = undefined;
-          if (!this.stopping) this.respawn(slot, 0);
-        },
-      );
-    }, delay).unref();
-  }
 }
 
-type WorkerRouteStatus = { name?: unknown; peer?: { state?: unknown } };
-
 /** The least healthy peer verdict for `route` among the workers' status answers: down, then not checked, then up. */
-function worstPeer(answers: readonly Record<string, unknown>[], route: string): { peer?: unknown } {
-  const rank = (p: { state?: unknown } | undefined): number => (p?.state === 'down' ? 0 : p?.state === 'up' ? 2 : 1);
-  let worst: WorkerRouteStatus['peer'];
+function worstPeer(answers: readonly StatusReply[], route: string): PeerProbeStatus | undefined {
+  const rank = (p: PeerProbeStatus): number => (p.state === 'down' ? 0 : p.state === 'up' ? 2 : 1);
+  let worst: PeerProbeStatus | undefined;
   for (const a of answers) {
-    const routes = Array.isArray(a['routes']) ? (a['routes'] as WorkerRouteStatus[]) : [];
-    const peer = routes.find((r) => r.name === route)?.peer;
+    const peer = a.routes.find((r) => r.name === route)?.peer;
     if (peer !== undefined && (worst === undefined || rank(peer) < rank(worst))) worst = peer;
   }
-  return worst === undefined ? {} : { peer: worst };
+  return worst;
 }

@@ -3,7 +3,8 @@ import { setDefaultHighWaterMark } from 'node:stream';
 import { loadConfig } from '../config/load.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { Gateway } from '../daemon/gateway.js';
-import type { ChannelOrder } from '../session/channel-order.js';
+import type { PeerNotices } from '../session/cause-exchange.js';
+import type { ChannelOrder } from '../session/session-order.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { IpcLink, type OpHandlers } from './ipc-link.js';
@@ -28,110 +29,144 @@ export async function runWorker(configFile: string): Promise<void> {
   // listener sets; nearly every stream of a worker is a relay socket, so the
   // worker's default is the relay's.
   setDefaultHighWaterMark(false, RELAY_HIGH_WATER_MARK);
-  let gateway: Gateway | undefined;
-  let log: Logger | undefined;
-  let stopping: Promise<void> | undefined;
-  let metrics: WorkerMetrics | undefined;
-  let ticketKeys: Buffer | undefined;
-  const ready = (): Gateway => {
-    if (!gateway) throw new VmgateError('internal', `worker ${process.pid} is not ready yet`);
-    return gateway;
-  };
-  const handlers: OpHandlers<WorkerOps> = {
-    snapshot: () => ready().snapshot(),
-    status: () => ready().status(),
-    'not-ready': () => ready().notReady() ?? null,
-    metrics: () => metrics?.json() ?? [],
-    cancel: (a) => ready().channels.abortAll(a.cause, a.message, a.session, a.channel),
-    'end-peer-channels': (a) => ready().endPeerChannels(a.owner, a.session, a.channels, a.code, a.message),
-    'lookup-end': (a) => ready().lookupEnd(a.owner, a.session, a.channel) ?? null,
-    'tell-peer': (a) => ready().tellPeer(a.route, a.session, a.channels, a.code, a.message),
-    reload: async (a) => {
-      const gw = ready();
-      const e = await gw.reload();
-      // Even when this worker's reload failed: every worker keeps the same keys.
-      gw.setTicketKeys(Buffer.from(a.ticketKeys, 'base64'));
-      return e ? { code: e.code, message: e.message } : null;
-    },
-  };
-  const stop = (graceMs: number): void => {
-    const gw = gateway;
+  await new WorkerProcess().start(configFile);
+}
+
+class WorkerProcess {
+  private gateway: Gateway | undefined;
+  private log: Logger | undefined;
+  private stopping: Promise<void> | undefined;
+  private metrics: WorkerMetrics | undefined;
+  /** The primary's TLS ticket keys, which may arrive before the gateway has started. */
+  private ticketKeys: Buffer | undefined;
+  private readonly link: PrimaryLink;
+
+  constructor() {
+    this.link = new IpcLink(process, this.handlers(), (n, handle) => this.onNotice(n, handle), 'the primary gateway process');
+    process.on('disconnect', () => {
+      if (this.stopping || !this.gateway || !this.log) return;
+      const graceMs = this.gateway.config.channel.shutdownGraceMs;
+      this.log.warn({ event: 'primary-gone', graceMs }, `the primary gateway process is gone: no new channels; letting this worker's channels finish for up to ${graceMs} ms`);
+      this.stop(graceMs);
+    });
+  }
+
+  /** Starts the gateway and tells the primary it is ready, or why it could not start. */
+  async start(configFile: string): Promise<void> {
+    try {
+      const config = await loadConfig(configFile);
+      const log = createLogger(config.log.level).child({ gateway: config.name, process: 'worker' });
+      this.log = log;
+      const metrics = new WorkerMetrics(config.metrics !== undefined);
+      this.metrics = metrics;
+      this.gateway = await Gateway.start(config, log, { order: this.order(), notices: this.notices(), metrics: (deps) => metrics.endpoint(deps) });
+    } catch (e: unknown) {
+      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+      this.link.notify({ kind: 'start-failed', code: err.code, message: err.message }, undefined, () => process.disconnect?.());
+      return;
+    }
+    if (this.ticketKeys) this.gateway.server?.setTicketKeys(this.ticketKeys);
+    this.link.notify({ kind: 'ready' });
+  }
+
+  private ready(): Gateway {
+    if (!this.gateway) throw new VmgateError('internal', `worker ${process.pid} is not ready yet`);
+    return this.gateway;
+  }
+
+  /** Channel order lives in the primary: a session's channels land in several workers. */
+  private order(): ChannelOrder {
+    return {
+      turn: async (owner, session, channel) => {
+        await this.link.request('order-turn', { owner, session, channel });
+      },
+      release: (owner, session, channel) => this.link.notify({ kind: 'order-release', owner, session, channel }),
+      closed: (owner, session) => this.link.notify({ kind: 'order-closed', owner, session }),
+    };
+  }
+
+  /** ABORT and REPORT may name channels of other workers: the primary asks them all. */
+  private notices(): PeerNotices {
+    return {
+      abort: (owner, session, channels, code, message) => this.link.request('peer-abort', { owner, session, channels, code, message }),
+      report: async (owner, session, channel) => (await this.link.request('peer-report', { owner, session, channel })) ?? undefined,
+    };
+  }
+
+  private handlers(): OpHandlers<WorkerOps> {
+    return {
+      snapshot: () => this.ready().snapshot(),
+      status: () => this.ready().status(),
+      'not-ready': () => this.ready().notReady() ?? null,
+      metrics: () => this.metrics?.json() ?? [],
+      cancel: (a) => this.ready().endChannels(a, a.cause, a.message),
+      'end-peer-channels': (a) => this.ready().server?.causes.endChannels(a.owner, a.session, a.channels, a.code, a.message) ?? 0,
+      'lookup-end': (a) => this.ready().server?.causes.lookupEnd(a.owner, a.session, a.channel) ?? null,
+      'tell-peer': (a) => this.ready().route(a.route).tellPeer(a.session, a.channels, a.code, a.message),
+      reload: async (a) => {
+        const gw = this.ready();
+        const e = await gw.reload(a.checked);
+        // Even when this worker's reload failed: every worker keeps the same keys.
+        gw.server?.setTicketKeys(Buffer.from(a.ticketKeys, 'base64'));
+        return e ? { code: e.code, message: e.message } : null;
+      },
+    };
+  }
+
+  private onNotice(n: WorkerNotice, handle: Socket | undefined): void {
+    switch (n.kind) {
+      case 'route-conn':
+        if (handle) this.carry(n.route, handle, n.session, n.channel);
+        return;
+      case 'inbound-conn':
+        if (handle) this.acceptInbound(handle);
+        return;
+      case 'ticket-keys':
+        // Sent before any connection; the gateway may still be starting.
+        this.ticketKeys = Buffer.from(n.keys, 'base64');
+        this.gateway?.server?.setTicketKeys(this.ticketKeys);
+        return;
+      case 'stop':
+        this.stop(n.graceMs);
+        return;
+    }
+  }
+
+  private stop(graceMs: number): void {
+    const gw = this.gateway;
     if (!gw) {
-      link.close();
+      this.link.close();
       process.disconnect?.();
       return;
     }
     const run = gw.stop(graceMs);
-    stopping ??= run.then(() => {
-      log?.info({ event: 'worker-stopped' }, `worker ${process.pid} stopped`);
+    this.stopping ??= run.then(() => {
+      this.log?.info({ event: 'worker-stopped' }, `worker ${process.pid} stopped`);
       // What is still waiting on the primary (a channel's turn) ends because we stop, not because the primary went.
-      link.close(new VmgateError('shutdown', 'the gateway is stopping; the channel was still being opened'));
+      this.link.close(new VmgateError('shutdown', 'the gateway is stopping; the channel was still being opened'));
       if (process.connected) process.disconnect?.();
     });
-  };
-  const onNotice = (n: WorkerNotice, handle: Socket | undefined): void => {
-    switch (n.kind) {
-      case 'route-conn':
-        if (handle) carry(n.route, handle, n.session, n.channel);
-        return;
-      case 'inbound-conn':
-        if (!handle) return;
-        // The socket Node rebuilds from the handle does not allow half-open;
-        // the TLS socket copies this setting, and the relay needs it.
-        handle.allowHalfOpen = true;
-        ready().acceptInbound(handle);
-        return;
-      case 'ticket-keys':
-        // Sent before any connection; the gateway may still be starting.
-        ticketKeys = Buffer.from(n.keys, 'base64');
-        gateway?.setTicketKeys(ticketKeys);
-        return;
-      case 'stop':
-        stop(n.graceMs);
-        return;
-    }
-  };
-  const carry = (route: string, local: Socket, session: string, channel: number): void => {
+  }
+
+  private acceptInbound(raw: Socket): void {
+    // The socket Node rebuilds from the handle does not allow half-open;
+    // the TLS socket copies this setting, and the relay needs it.
+    raw.allowHalfOpen = true;
+    const server = this.ready().server;
+    if (server) server.accept(raw);
+    else raw.destroy();
+  }
+
+  private carry(route: string, local: Socket, session: string, channel: number): void {
     local.allowHalfOpen = true;
     local.pause();
-    ready()
-      .carryLocal(route, local, session, channel)
-      .catch((e: unknown) => log?.error({ event: 'channel-refused', cause: e instanceof VmgateError ? e.code : 'internal', session, channel }, messageOf(e)))
-      .finally(() => link.notify({ kind: 'route-released', route, session, channel }));
-  };
-  const link: PrimaryLink = new IpcLink(process, handlers, onNotice, 'the primary gateway process');
-  process.on('disconnect', () => {
-    if (stopping || !gateway || !log) return;
-    const graceMs = gateway.config.channel.shutdownGraceMs;
-    log.warn({ event: 'primary-gone', graceMs }, `the primary gateway process is gone: no new channels; letting this worker's channels finish for up to ${graceMs} ms`);
-    stop(graceMs);
-  });
-
-  try {
-    const config = await loadConfig(configFile);
-    log = createLogger(config.log.level).child({ gateway: config.name, process: 'worker' });
-    const order: ChannelOrder = {
-      turn: async (owner, session, channel) => {
-        await link.request('order-turn', { owner, session, channel });
-      },
-      release: (owner, session, channel) => link.notify({ kind: 'order-release', owner, session, channel }),
-      closed: (owner, session) => link.notify({ kind: 'order-closed', owner, session }),
-    };
-    const workerMetrics = new WorkerMetrics(config.metrics !== undefined);
-    metrics = workerMetrics;
-    gateway = await Gateway.start(config, log, {
-      order,
-      metrics: (deps) => workerMetrics.endpoint(deps),
-      notices: {
-        abort: (owner, session, channels, code, message) => link.request('peer-abort', { owner, session, channels, code, message }),
-        report: async (owner, session, channel) => (await link.request('peer-report', { owner, session, channel })) ?? undefined,
-      },
-    });
-  } catch (e: unknown) {
-    const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
-    link.notify({ kind: 'start-failed', code: err.code, message: err.message }, undefined, () => process.disconnect?.());
-    return;
+    Promise.resolve()
+      .then(() => this.ready().route(route).carry(local, session, channel))
+      .catch((e: unknown) => {
+        // Route.carry settles every channel it takes; this is a route the worker does not know.
+        if (!local.destroyed) local.resetAndDestroy();
+        this.log?.error({ event: 'channel-refused', cause: e instanceof VmgateError ? e.code : 'internal', session, channel }, messageOf(e));
+      })
+      .finally(() => this.link.notify({ kind: 'route-released', route, session, channel }));
   }
-  if (ticketKeys) gateway.setTicketKeys(ticketKeys);
-  link.notify({ kind: 'ready' });
 }

@@ -10,3 +10,8 @@ export function code(expected: string, ...mentions: string[]): (e: unknown) => b
     return true;
   };
 }
+
+/** The code of the CLI's one error line (`error [code]: ...` on stderr), or undefined when there is none. */
+export function cliCode(stderr: string): string | undefined {
+  return /^error \[([a-z0-9-]+)\]: /m.exec(stderr)?.[1];
+}

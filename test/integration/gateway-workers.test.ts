@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import type { SessionView } from '../../src/session/session-view.js';
 import { connectLoopback, receiveAll, sendRandom } from '../../src/demo/payload.js';
 import { GatewayProcess, addUser, runCli, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from '../helpers/gateway-process.js';
 import { makeTestPki } from '../helpers/pki.js';
+import { cliCode } from '../helpers/assert-code.js';
 import { get, scrape } from '../helpers/prometheus.js';
 
 const TAG_BYTES = 16;
@@ -310,6 +311,33 @@ test('reload-reaches-every-worker: SIGHUP to the primary reloads each worker', a
   assert.equal(done['failed'], 0);
   const reloaded = events(gwB, 'reloaded', from);
   assert.equal(new Set(reloaded.map((l) => l['pid'])).size, 2, 'each worker logged its reload');
+});
+
+test('reload-over-the-control-socket: vmgate reload waits for every worker and says so', async () => {
+  const from = gwB.logs.length;
+  const r = await runCli(['reload', '--socket', sockB]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(events(gwB, 'reload-done', from)[0]?.['failed'], 0, 'the answer came after every worker reloaded');
+  assert.equal(new Set(events(gwB, 'reloaded', from).map((l) => l['pid'])).size, 2);
+});
+
+test('refused-reload-stops-at-the-primary: no worker reloads, the answer carries the code, the gateway keeps serving', async () => {
+  const store = join(dir, 'users.json');
+  const good = await readFile(store);
+  await writeFile(store, '{ not json', { mode: 0o600 });
+  try {
+    const from = gwB.logs.length;
+    const r = await runCli(['reload', '--socket', sockB]);
+    assert.equal(r.code, 1);
+    assert.equal(cliCode(r.stderr), 'credentials-invalid');
+    const failed = events(gwB, 'reload-failed', from);
+    assert.equal(failed.length, 1, 'the primary refused the reload once, for every worker');
+    assert.equal(failed[0]?.['process'], 'primary');
+    assert.deepEqual(events(gwB, 'reloaded', from), [], 'no worker took any part of it');
+  } finally {
+    await writeFile(store, good, { mode: 0o600 });
+  }
+  await resumesAcrossWorkers();
 });
 
 test('resumption-across-workers-after-reload: after a reload every destination worker has the same new keys', async () => {

@@ -15,6 +15,7 @@ import { MessageType } from '../../src/control/messages.js';
 import { VmgateError } from '../../src/errors.js';
 import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 import { statusText } from '../../src/cli/sessions.js';
+import type { PeerProbeStatus } from '../../src/route/peer-probe.js';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
@@ -75,8 +76,11 @@ async function pair(
   return { p, logs };
 }
 
-type RouteStatus = { name: string; peer: { state: string; cause?: string; lastOk?: string } };
-const peerOf = (p: LocalPair): RouteStatus['peer'] => ((p.a.status()['routes'] as RouteStatus[])[0] as RouteStatus).peer;
+const peerOf = async (p: LocalPair): Promise<PeerProbeStatus> => {
+  const peer = (await p.a.status()).routes[0]?.peer;
+  assert.ok(peer, 'the route has a peer verdict in vmgate status');
+  return peer;
+};
 
 test('probe-up: the route reports its peer up in the log, status and metrics, without connecting the target', async () => {
   const t = await target();
@@ -84,8 +88,8 @@ test('probe-up: the route reports its peer up in the log, status and metrics, wi
   try {
     const up = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' });
     assert.match(String(up['msg']), /host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed/);
-    assert.equal(peerOf(p).state, 'up');
-    assert.ok(peerOf(p).lastOk !== undefined);
+    assert.equal((await peerOf(p)).state, 'up');
+    assert.ok((await peerOf(p)).lastOk !== undefined);
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer up \(last check \S+\)/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 1);
     assert.equal(t.connections(), 0, 'a probe connected the target');
@@ -129,8 +133,8 @@ test('probe-down-then-up: a wrong password is reported once with its cause, and 
     assert.equal(down['cause'], 'auth-failed');
     assert.equal(down['level'], 40, 'a peer that refuses is a warning');
     assert.match(String(down['msg']), /a migration on this route would fail now \(auth-failed\)/);
-    assert.equal(peerOf(p).state, 'down');
-    assert.equal(peerOf(p).cause, 'auth-failed');
+    assert.equal((await peerOf(p)).state, 'down');
+    assert.equal((await peerOf(p)).cause, 'auth-failed');
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer DOWN since \S+ \(auth-failed\): authentication failed/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 0);
     // Two more probes fail the same way: nothing more in the log at info or above.
@@ -190,7 +194,7 @@ test('probe-off: probeIntervalMs 0 never probes', async () => {
   try {
     await new Promise((r) => setTimeout(r, 1_000));
     assert.equal(logs.find({ event: 'peer-up' }).length + logs.find({ event: 'peer-down' }).length, 0);
-    assert.equal(peerOf(p).state, 'unknown');
+    assert.equal((await peerOf(p)).state, 'unknown');
   } finally {
     await p.stop(0);
     await t.close();

@@ -6,7 +6,7 @@ import type { PeerCertificate } from 'node:tls';
 import { after, before, test } from 'node:test';
 import { createCa, issueCertificate, revokeCertificate } from '../../src/pki/index.js';
 import type { Identity } from '../../src/tls/identity.js';
-import { checkResumedPeer } from '../../src/policy/resumed-peer.js';
+import { checkResumedPeer } from '../../src/policy/peer-policy.js';
 import { isRevoked, parseRevocation, type Revocation } from '../../src/tls/revocation.js';
 import { TICKET_LIFETIME_MS, TicketCache } from '../../src/tls/session-tickets.js';
 import { code } from '../helpers/assert-code.js';

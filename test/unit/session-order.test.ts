@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { RouteSessions } from '../../src/session/session-allocator.js';
-import { SessionOrder } from '../../src/session/channel-order.js';
+import { SessionAllocator } from '../../src/session/session-allocator.js';
+import { SessionOrder } from '../../src/session/session-order.js';
 import { VmgateError } from '../../src/errors.js';
 
 test('channels-connect-in-order-even-when-they-arrive-reversed', async () => {
@@ -66,16 +66,30 @@ test('a-channel-that-joins-a-session-whose-channels-all-ended-connects-at-once',
 });
 
 test('route-groups-concurrent-connections-into-one-session', () => {
-  const r = new RouteSessions();
-  const a = r.accept();
-  const b = r.accept();
+  const r = new SessionAllocator();
+  const a = r.accept('to-b');
+  const b = r.accept('to-b');
   assert.equal(a.session, b.session);
   assert.deepEqual([a.channel, b.channel], [0, 1]);
-  r.release(a.session);
-  r.release(b.session);
-  const c = r.accept();
+  r.release('to-b', a.session);
+  r.release('to-b', b.session);
+  assert.equal(r.size, 0, 'a key with no open channel is forgotten');
+  const c = r.accept('to-b');
   assert.notEqual(c.session, a.session, 'a connection after all channels closed starts a new migration');
   assert.equal(c.channel, 0);
+});
+
+test('sessions-under-different-keys-never-share-a-session', () => {
+  const r = new SessionAllocator();
+  const a0 = r.accept('to-b:49152');
+  const b0 = r.accept('to-b:49153');
+  const a1 = r.accept('to-b:49152');
+  assert.notEqual(a0.session, b0.session);
+  assert.deepEqual([a0.channel, b0.channel, a1.channel], [0, 0, 1]);
+  assert.equal(a1.session, a0.session);
+  // A release under the wrong key, or of a session that is over, changes nothing.
+  r.release('to-b:49153', a0.session);
+  assert.equal(r.accept('to-b:49152').channel, 2);
 });
 
 test('stopping-refuses-every-waiting-channel-with-shutdown', async () => {

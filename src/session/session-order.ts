@@ -11,7 +11,7 @@ import { VmgateError } from '../errors.js';
  * A session whose channels have all ended is remembered for one timeout more
  * before it is forgotten. The source gateway learns that its channels ended a
  * little later than we do, and a connection it accepts in that gap joins the
- * old session as its next channel (RouteSessions); remembered, that channel
+ * old session as its next channel (SessionAllocator); remembered, that channel
  * connects at once, where a forgotten session would make it wait for a
  * channel 0 that never comes and fail with channel-order.
  */
