@@ -123,7 +123,7 @@ shlibs_dir=$(mktemp -d)
 trap 'rm -rf "$shlibs_dir"' EXIT
 mkdir "$shlibs_dir/debian"
 printf 'Source: vmgate\n\nPackage: vmgate\nArchitecture: any\n' > "$shlibs_dir/debian/control"
-shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps -O "$lib/node" | sed -n 's/^shlibs:Depends=//p')
+shlibs=$(cd "$shlibs_dir" && dpkg-shlibdeps --warnings=1 -O "$lib/node" | sed -n 's/^shlibs:Depends=//p')
 [[ -n $shlibs ]] || die "dpkg-shlibdeps found no dependencies for $lib/node"
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<EOF
