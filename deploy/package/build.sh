@@ -41,6 +41,8 @@ echo "package: vmgate $version ($commit) for $arch, Node.js $("$node_bin" --vers
 
 # --- compile (dev dependencies are needed here, never shipped)
 [[ -x node_modules/.bin/tsc ]] || npm ci --no-audit --no-fund --loglevel=error
+# From scratch: a dist/ file whose source is gone must not be shipped.
+rm -rf dist
 npm run --silent build
 
 # --- stage: the package's root file system
