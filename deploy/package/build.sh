@@ -100,7 +100,8 @@ done
 # Node.js's licence (MIT, plus the notices of what it bundles) goes with its binary.
 node_license=${VMGATE_NODE_LICENSE:-}
 if [[ -z $node_license ]]; then
-  for f in "$(dirname "$node_bin")/../share/doc/node/LICENSE" /usr/share/doc/nodejs/LICENSE /usr/share/doc/nodejs/copyright; do
+  # An official tarball (or nvm) has it at the top of its tree; NodeSource and Debian in /usr/share/doc.
+  for f in "$(dirname "$node_bin")/../LICENSE" /usr/share/doc/nodejs/LICENSE /usr/share/doc/nodejs/copyright; do
     [[ -f $f ]] && { node_license=$f; break; }
   done
 fi
