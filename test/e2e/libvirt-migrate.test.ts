@@ -10,7 +10,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { jobInfo, waitForJobData, type RamDigests } from '../helpers/libvirt-domain.js';
+import type { VirshRun } from '../helpers/libvirt-daemon.js';
+import { waitForJobData, type RamDigests } from '../helpers/libvirt-domain.js';
+import { LifecycleEvents } from '../helpers/libvirt-events.js';
 import { MiB, startLibvirtStage, type LibvirtStage } from '../helpers/libvirt-stage.js';
 import { QEMU_STREAM_HEADER } from '../helpers/packet-capture.js';
 import type { GatewayLogLine } from '../helpers/gateway-process.js';
@@ -35,20 +37,29 @@ describe('virsh migrate through vmgate', { timeout: 6 * 60_000 }, () => {
    * then checks virsh's result, where the domain runs, its RAM, the capture
    * and both gateways' channel lines. Returns the gateways' channel-close lines.
    */
-  async function migrateAndCheck(t: TestContext, name: string, extra: readonly string[], channels: number, drive?: (name: string, run: ReturnType<LibvirtStage['migrate']>) => Promise<void>): Promise<void> {
+  async function migrateAndCheck(
+    t: TestContext,
+    name: string,
+    extra: readonly string[],
+    channels: number,
+    drive?: (name: string, run: VirshRun, events: LifecycleEvents) => Promise<void>,
+  ): Promise<void> {
     const t0 = Date.now();
     const { hostA, hostB, gwA, gwB } = stage;
+    const events = LifecycleEvents.watch(hostA);
     const before: RamDigests = await stage.startDomain(name);
+    await events.waitFor(name, 'Started', 10_000);
     assert.equal(before.payload, stage.payload.sha256, 'the payload is not in the source guest RAM');
     const fromA = gwA.logs.length;
     const fromB = gwB.logs.length;
     const capture = await stage.capture(name);
     const tStart = Date.now();
     const run = stage.migrate(name, extra);
-    if (drive !== undefined) await drive(name, run);
+    if (drive !== undefined) await drive(name, run, events);
     const r = await run.done;
     const migrateMs = Date.now() - tStart;
     const scan = await capture.stop(QEMU_STREAM_HEADER);
+    await events.waitFor(name, 'Stopped Migrated', 10_000).finally(() => events.stop());
     assert.equal(r.code, 0, `virsh migrate failed: ${r.stderr}\n${await hostA.diagnostics()}\n${await hostB.diagnostics()}\n${gwA.diagnostics()}\n${gwB.diagnostics()}`);
 
     assert.deepEqual(await hostB.domains(), [name], 'the domain must run on host B');
@@ -83,10 +94,11 @@ describe('virsh migrate through vmgate', { timeout: 6 * 60_000 }, () => {
 
   test('postcopy: --postcopy, then virsh migrate-postcopy while it runs', async (t) => {
     // Precopy capped at 16 MiB/s: it is still running when the switch comes.
-    await migrateAndCheck(t, 'postcopy', ['--postcopy', '--bandwidth', '16'], 1, async (name, run) => {
-      await waitForJobData(stage.hostA, name, 16 * MiB, run, MIGRATION_TIMEOUT_MS);
+    await migrateAndCheck(t, 'postcopy', ['--postcopy', '--bandwidth', '16'], 1, async (name, run, events) => {
+      const info = await waitForJobData(stage.hostA, name, 16 * MiB, run, MIGRATION_TIMEOUT_MS);
       await stage.hostA.virsh(['migrate-postcopy', name]);
-      const info = await jobInfo(stage.hostA, name);
+      // The source's own word that the switch happened: QEMU entered postcopy-active.
+      await events.waitFor(name, 'Suspended Post-copy', MIGRATION_TIMEOUT_MS);
       t.diagnostic(`switched to postcopy after ${(info.dataProcessed / MiB).toFixed(0)} MiB`);
     });
   });

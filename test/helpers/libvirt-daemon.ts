@@ -59,6 +59,8 @@ export interface VirshRun {
   readonly pid: number;
   /** Settles (never rejects) when virsh has exited. */
   readonly done: Promise<VirshResult>;
+  /** SIGKILL to virsh. */
+  kill(): void;
 }
 
 export class LibvirtDaemon {
@@ -163,14 +165,20 @@ export class LibvirtDaemon {
     return r.stdout;
   }
 
-  /** Starts `virsh -c URI ...args` and returns at once (for commands the test acts on while they run). */
-  spawnVirsh(args: readonly string[]): VirshRun {
+  /**
+   * Starts `virsh -c URI ...args` and returns at once (for commands the test
+   * acts on while they run). `onStdout` sees stdout as it comes.
+   */
+  spawnVirsh(args: readonly string[], onStdout?: (chunk: string) => void): VirshRun {
     const t0 = Date.now();
     const child = spawn('virsh', ['-q', '-c', this.uri, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.running.add(child);
     const out: string[] = [];
     const err: string[] = [];
-    child.stdout.setEncoding('utf8').on('data', (c: string) => out.push(c));
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      out.push(c);
+      onStdout?.(c);
+    });
     child.stderr.setEncoding('utf8').on('data', (c: string) => err.push(c));
     const done = new Promise<VirshResult>((resolve) => {
       const settle = (code: number | null): void => {
@@ -183,7 +191,7 @@ export class LibvirtDaemon {
         settle(null);
       });
     });
-    return { pid: child.pid ?? -1, done };
+    return { pid: child.pid ?? -1, done, kill: () => child.kill('SIGKILL') };
   }
 
   /** Names of the domains this daemon runs now. */
