@@ -49,33 +49,42 @@ export interface QemuConfOptions {
   readonly migrationPorts?: { readonly min: number; readonly max: number };
 }
 
-/** qemu.conf for one test "host". */
+/**
+ * qemu.conf for one test "host". Tried one setting at a time on a machine
+ * without systemd or AppArmor (libvirt 9.0, QEMU 7.2): only `stdio_handler`
+ * is needed for a bare domain to start there; the rest are for our guests'
+ * files and for machines that differ from that one (CI's Debian 12 with
+ * AppArmor in the kernel, systemd owning the cgroup tree).
+ */
 export function qemuConf(o: QemuConfOptions = {}): string {
   return [
     '# Written by the vmgate libvirt tests (test/helpers/libvirt-config.ts).',
     '',
-    '# QEMU runs as root: the test guests read a payload file from the test',
-    '# directory and the tests need no accounts set up for them. (The driver',
-    '# still needs user libvirt-qemu, group libvirt-qemu and group kvm to exist',
-    '# before it reads this file: .ci/install-deps creates them.)',
+    '# QEMU runs as root: it reads the payload from, and pmemsave writes RAM',
+    '# dumps into, 0700 root test folders. (The driver still needs user',
+    '# libvirt-qemu, group libvirt-qemu and group kvm to exist before it reads',
+    '# this file: .ci/install-deps creates them.)',
     'user = "root"',
     'group = "root"',
     '',
-    '# Do not chown disk/kernel/payload files to the QEMU user and back.',
+    '# Nothing for libvirt to chown to the QEMU user and back (no disks; QEMU is root).',
     'dynamic_ownership = 0',
     '',
-    '# No AppArmor/SELinux profile per guest (none is set up on the test machine).',
+    '# No per-guest AppArmor/SELinux profile: the apparmor driver needs',
+    '# virt-aa-helper and profiles from libvirt-daemon-system, which is not installed.',
     'security_driver = "none"',
     '',
-    '# No cgroup delegation without systemd: do not place QEMU in cgroups.',
+    '# No cgroups for QEMU: without systemd-machined, libvirt would create them',
+    '# itself, which needs a cgroup tree delegated to it (under systemd it is not).',
     'cgroup_controllers = [ ]',
     '',
-    '# No private /dev per QEMU: it needs mount namespaces and device nodes',
-    '# libvirt cannot build in the already private mount namespace here.',
+    '# No private /dev mount namespace per QEMU: QEMU stays in libvirtd\'s own',
+    '# private mount namespace and sees exactly its bind mounts.',
     'namespaces = [ ]',
     '',
-    '# No virtlogd daemon: QEMU\'s stdout/stderr go straight to',
-    '# /var/log/libvirt/qemu/<domain>.log.',
+    '# No virtlogd (libvirt-daemon-system runs it; without it a domain fails to',
+    '# start with "Failed to connect socket to \'/run/libvirt/virtlogd-sock\'").',
+    '# QEMU\'s output goes straight to /var/log/libvirt/qemu/<domain>.log.',
     'stdio_handler = "file"',
     '',
     // migration_address = "127.0.0.1" is refused by libvirt ("must not be the

@@ -30,7 +30,7 @@ export const QEMU_STREAM_HEADER = Buffer.from([0x51, 0x45, 0x56, 0x4d, 0x00, 0x0
 export interface CaptureOptions {
   readonly netns: string;
   readonly ifname: string;
-  /** pcap file to write (its folder must exist). */
+  /** pcap file to write (its folder must exist). Name it *.pcap: Debian's AppArmor profile for tcpdump lets it write only such names. */
   readonly file: string;
   /** How long to wait for tcpdump to say it is listening. Default 10 s. */
   readonly startTimeoutMs?: number;
