@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile } from './gateway-process.js';
 import { LibvirtDaemon, type VirshRun } from './libvirt-daemon.js';
 import { PAYLOAD_GUEST_PATH, createPayloadDomain, ramDigests, type RamDigests } from './libvirt-domain.js';
@@ -111,21 +111,25 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
   try {
     const dumps = join(dir, 'dumps');
     await mkdir(dumps);
-    const [hostA, hostB] = await Promise.all([
-      LibvirtDaemon.start({ name: 'host-a', netns: net.a, dir: join(dir, 'libvirt-a') }),
-      LibvirtDaemon.start({ name: 'host-b', netns: net.b, dir: join(dir, 'libvirt-b') }),
-    ]);
-    daemons.push(hostA, hostB);
+    // Independent, slow parts side by side; each is registered for close() as soon as it exists.
+    const daemon = async (name: string, netns: string, sub: string): Promise<LibvirtDaemon> => {
+      const d = await LibvirtDaemon.start({ name, netns, dir: join(dir, sub) });
+      daemons.push(d);
+      return d;
+    };
+    // allSettled, not all: on a failure, close() must not run while another part is still starting.
+    const [hostA, hostB, image, [gwA, gwB]] = await allSettledOrThrow([
+      daemon('host-a', net.a, 'libvirt-a'),
+      daemon('host-b', net.b, 'libvirt-b'),
+      randomGuestImage(dir, o.payloadMiB ?? 256),
+      startGatewayPair(net, join(dir, 'gateways'), o.allow, (gw) => gateways.push(gw)),
+    ] as const);
 
     // The payload where host A's QEMUs look for it; zeros of the same size where host B's do.
-    const image = await randomGuestImage(hostA.dirs.lib, o.payloadMiB ?? 256);
-    await rename(image.path, join(hostA.dirs.lib, 'vmg-payload.bin'));
-    await writeFile(join(hostB.dirs.lib, 'vmg-payload.bin'), '');
-    await truncate(join(hostB.dirs.lib, 'vmg-payload.bin'), image.size);
-    assert.ok(PAYLOAD_GUEST_PATH.endsWith('/vmg-payload.bin'));
-
-    const [gwA, gwB] = await startGatewayPair(net, join(dir, 'gateways'), o.allow);
-    gateways.push(gwA, gwB);
+    const payloadFile = basename(PAYLOAD_GUEST_PATH);
+    await rename(image.path, join(hostA.dirs.lib, payloadFile));
+    await writeFile(join(hostB.dirs.lib, payloadFile), '');
+    await truncate(join(hostB.dirs.lib, payloadFile), image.size);
 
     const migrationArgs = (): string[] => ['--migrateuri', `tcp://${LOOPBACK}:${ROUTE_PORT}`, '--listen-address', LOOPBACK];
     return {
@@ -154,7 +158,12 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
  * in B with target "incoming" connecting 127.0.0.1:ROUTE_PORT; throwaway PKI,
  * user "migrate" with a random password.
  */
-async function startGatewayPair(net: NetnsPair, dir: string, allow: readonly AllowEntry[] | undefined): Promise<[GatewayProcess, GatewayProcess]> {
+async function startGatewayPair(
+  net: NetnsPair,
+  dir: string,
+  allow: readonly AllowEntry[] | undefined,
+  started: (gw: GatewayProcess) => void,
+): Promise<[GatewayProcess, GatewayProcess]> {
   const pki = await twoHostPki(join(dir, 'pki'));
   const dirA = join(dir, 'a');
   const dirB = join(dir, 'b');
@@ -183,13 +192,18 @@ async function startGatewayPair(net: NetnsPair, dir: string, allow: readonly All
     },
   });
   const gwB = await GatewayProcess.start({ configPath: join(dirB, 'gateway.yaml'), netns: net.b, name: 'host-b' });
-  try {
-    const gwA = await GatewayProcess.start({ configPath: join(dirA, 'gateway.yaml'), netns: net.a, name: 'host-a' });
-    return [gwA, gwB];
-  } catch (e: unknown) {
-    await gwB.stop();
-    throw e;
-  }
+  started(gwB);
+  const gwA = await GatewayProcess.start({ configPath: join(dirA, 'gateway.yaml'), netns: net.a, name: 'host-a' });
+  started(gwA);
+  return [gwA, gwB];
+}
+
+/** Like Promise.all, but settles only when every promise has: then throws the first failure. */
+async function allSettledOrThrow<T extends readonly unknown[]>(promises: { readonly [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(promises);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 /** A throwaway CA and certificates for host-a and host-b (QEMU's tls-creds-x509 folder layout). */
