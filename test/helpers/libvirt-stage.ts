@@ -21,8 +21,9 @@
  *   await stage.close();   // domains, daemons, gateways, tcpdump, namespaces, temp dir
  *
  * Today a route is one fixed port, so the migration URI names it. With port
- * ranges, `migrationArgs` drops the port and qemu.conf gets the range
- * (LibvirtDaemonOptions.qemu.migrationPorts).
+ * ranges: `local: 'tcp:127.0.0.1:49152-49215'`, `migrateUri: 'tcp://127.0.0.1'`
+ * and `qemu: { migrationPorts: { min: 49152, max: 49215 } }`; several
+ * domains migrate at once with several `migrate(...)` runs.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +32,7 @@ import { mkdir, mkdtemp, rename, rm, truncate, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile } from './gateway-process.js';
+import type { QemuConfOptions } from './libvirt-config.js';
 import { LibvirtDaemon, type VirshRun } from './libvirt-daemon.js';
 import { PAYLOAD_GUEST_PATH, createPayloadDomain, ramDigests, type RamDigests } from './libvirt-domain.js';
 import { createNetnsPair, leftoverNamespaces, onProcessExit, type NetnsPair } from './netns.js';
@@ -60,6 +62,20 @@ export interface LibvirtStageOptions {
   readonly allow?: readonly AllowEntry[];
   /** Random payload in guest RAM, MiB. Default 256. */
   readonly payloadMiB?: number;
+  /**
+   * The route's `listen` on A and the target's `connect` on B. Default
+   * tcp:127.0.0.1:49152 (a route is one fixed port today); a port range goes
+   * here once routes take one.
+   */
+  readonly local?: string;
+  /**
+   * virsh's --migrateuri. Default tcp://127.0.0.1:49152, the route's port.
+   * With a port range: tcp://127.0.0.1, and libvirt picks the port from
+   * `qemu.migrationPorts`.
+   */
+  readonly migrateUri?: string;
+  /** qemu.conf options of both daemons (migration_port_min/max for a port range). */
+  readonly qemu?: QemuConfOptions;
   /** Guest RAM, MiB. Default 384: the payload at 16 MiB, room above it for the BIOS's tables. */
   readonly guestMiB?: number;
 }
@@ -113,7 +129,7 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
     await mkdir(dumps);
     // Independent, slow parts side by side; each is registered for close() as soon as it exists.
     const daemon = async (name: string, netns: string, sub: string): Promise<LibvirtDaemon> => {
-      const d = await LibvirtDaemon.start({ name, netns, dir: join(dir, sub) });
+      const d = await LibvirtDaemon.start({ name, netns, dir: join(dir, sub), ...(o.qemu === undefined ? {} : { qemu: o.qemu }) });
       daemons.push(d);
       return d;
     };
@@ -122,7 +138,7 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
       daemon('host-a', net.a, 'libvirt-a'),
       daemon('host-b', net.b, 'libvirt-b'),
       randomGuestImage(dir, o.payloadMiB ?? 256),
-      startGatewayPair(net, join(dir, 'gateways'), o.allow, (gw) => gateways.push(gw)),
+      startGatewayPair(net, join(dir, 'gateways'), o.local ?? `tcp:${LOOPBACK}:${ROUTE_PORT}`, o.allow, (gw) => gateways.push(gw)),
     ] as const);
 
     // The payload where host A's QEMUs look for it; zeros of the same size where host B's do.
@@ -131,7 +147,7 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
     await writeFile(join(hostB.dirs.lib, payloadFile), '');
     await truncate(join(hostB.dirs.lib, payloadFile), image.size);
 
-    const migrationArgs = (): string[] => ['--migrateuri', `tcp://${LOOPBACK}:${ROUTE_PORT}`, '--listen-address', LOOPBACK];
+    const migrationArgs = (): string[] => ['--migrateuri', o.migrateUri ?? `tcp://${LOOPBACK}:${ROUTE_PORT}`, '--listen-address', LOOPBACK];
     return {
       net, dir, hostA, hostB, gwA, gwB, guestMiB, close, migrationArgs,
       payload: { size: image.size, sha256: image.sha256 },
@@ -154,13 +170,14 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
 }
 
 /**
- * vmgate host-a in A with route "to-b" on 127.0.0.1:ROUTE_PORT, vmgate host-b
- * in B with target "incoming" connecting 127.0.0.1:ROUTE_PORT; throwaway PKI,
+ * vmgate host-a in A with route "to-b" listening on `local`, vmgate host-b in
+ * B with target "incoming" connecting to `local`; throwaway PKI,
  * user "migrate" with a random password.
  */
 async function startGatewayPair(
   net: NetnsPair,
   dir: string,
+  local: string,
   allow: readonly AllowEntry[] | undefined,
   started: (gw: GatewayProcess) => void,
 ): Promise<[GatewayProcess, GatewayProcess]> {
@@ -172,7 +189,6 @@ async function startGatewayPair(
   const password = randomBytes(24).toString('base64url');
   await addUser({ store: join(dirB, 'users.json'), user: 'migrate', password });
   await writeSecretFile(join(dirA, 'to-b.password'), password);
-  const local = `tcp:${LOOPBACK}:${ROUTE_PORT}`;
   await writeGatewayConfig(join(dirB, 'gateway.yaml'), {
     name: 'host-b',
     tls: { dir: pki.hostB },
