@@ -14,10 +14,9 @@
  * stage puts the random payload in host A's folder and zeros in host B's, and
  * equal RAM after a migration proves the payload crossed the wire.
  */
-import { accessSync, constants } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { accessSync, constants, createReadStream } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LibvirtDaemon, VirshRun } from './libvirt-daemon.js';
