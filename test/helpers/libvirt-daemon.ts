@@ -15,7 +15,7 @@
  * files, domain definitions or configs. Its sockets sit in `dir`/sock, a path
  * every namespace sees (virsh from the test, the other daemon for --p2p).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -107,6 +107,7 @@ export class LibvirtDaemon {
 
   /** Writes the configs, starts libvirtd and waits until its QEMU driver answers. */
   static async start(o: LibvirtDaemonOptions): Promise<LibvirtDaemon> {
+    requireAccounts();
     const dirs = Object.fromEntries(Object.keys(PRIVATE_DIRS).map((k) => [k, join(o.dir, k)])) as Record<PrivateDir, string>;
     const socketDir = join(o.dir, 'sock');
     for (const d of [...Object.values(dirs), socketDir]) await mkdir(d, { recursive: true, mode: 0o700 });
@@ -258,6 +259,22 @@ export class LibvirtDaemon {
     } catch {
       // already gone
     }
+  }
+}
+
+/**
+ * libvirt's QEMU driver does not load without the accounts Debian builds it
+ * for (libvirt-daemon-system would create them); say so up front rather than
+ * leave it to a line in libvirtd's log.
+ */
+function requireAccounts(): void {
+  const missing = [
+    ['passwd', 'libvirt-qemu'],
+    ['group', 'libvirt-qemu'],
+    ['group', 'kvm'],
+  ].filter(([db, name]) => spawnSync('getent', [db ?? '', name ?? '']).status !== 0);
+  if (missing.length > 0) {
+    throw new Error(`libvirt's QEMU driver needs ${missing.map(([db, n]) => `${db === 'passwd' ? 'user' : 'group'} ${n}`).join(', ')}: run .ci/install-deps as root, it creates them`);
   }
 }
 
