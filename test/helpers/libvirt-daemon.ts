@@ -17,22 +17,13 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { libvirtdConf, qemuConf, type QemuConfOptions } from './libvirt-config.js';
+import { PRIVATE_DIRS, acquireMountPoints, type PrivateDir } from './libvirt-private-dirs.js';
 import { onProcessExit } from './netns.js';
-
-/** The system folders each daemon gets its own copy of (bind mounts in its mount namespace). */
-const PRIVATE_DIRS = {
-  etc: '/etc/libvirt',
-  run: '/run/libvirt',
-  lib: '/var/lib/libvirt',
-  cache: '/var/cache/libvirt',
-  log: '/var/log/libvirt',
-} as const;
-type PrivateDir = keyof typeof PRIVATE_DIRS;
 
 export interface LibvirtDaemonOptions {
   /** Label for messages ("host-a"). */
@@ -297,40 +288,4 @@ function qemuPids(dir: string): number[] {
     }
   }
   return pids;
-}
-
-// The bind mounts need their mount points in the shared root filesystem.
-// Without libvirt-daemon-system nothing creates them, so the first daemon
-// creates the missing ones (empty) and the last one to exit removes them again.
-let mountPointUsers = 0;
-let createdMountPoints: string[] = [];
-let forgetMountPoints: (() => void) | undefined;
-
-function acquireMountPoints(): () => void {
-  if (mountPointUsers === 0) {
-    createdMountPoints = Object.values(PRIVATE_DIRS).filter((p) => !existsSync(p));
-    for (const p of createdMountPoints) mkdirSync(p, { recursive: true, mode: 0o755 });
-    forgetMountPoints = onProcessExit(removeMountPoints);
-  }
-  mountPointUsers++;
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    if (--mountPointUsers === 0) {
-      removeMountPoints();
-      forgetMountPoints?.();
-    }
-  };
-}
-
-function removeMountPoints(): void {
-  for (const p of createdMountPoints.reverse()) {
-    try {
-      rmdirSync(p); // only if still empty
-    } catch {
-      // not empty or gone: leave it
-    }
-  }
-  createdMountPoints = [];
 }
