@@ -1,8 +1,9 @@
 // Runs the compiled tests with Node's own runner, group by group (unit, then
 // integration, then end to end), so a broken unit stops the run before the slow
-// QEMU tests start. `node test/run.mjs unit` runs one group.
+// QEMU tests start. `node test/run.mjs unit` runs one group;
+// `node test/run.mjs e2e/libvirt-` runs the files of a group whose names start so.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const groups = process.argv.length > 2 ? process.argv.slice(2) : ['unit', 'integration', 'e2e'];
@@ -19,10 +20,11 @@ function testFiles(dir) {
 }
 
 let failed = false;
-for (const group of groups) {
-  const files = testFiles(join(root, group));
+for (const spec of groups) {
+  const [group, prefix = ''] = spec.split('/');
+  const files = testFiles(join(root, group)).filter((f) => basename(f).startsWith(prefix));
   if (files.length === 0) {
-    console.error(`no tests found in dist/test/${group}`);
+    console.error(`no tests found in dist/test/${spec}`);
     failed = true;
     continue;
   }
