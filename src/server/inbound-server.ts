@@ -211,7 +211,7 @@ export class InboundServer {
 
   /** OPEN: connect the target in session order, answer OPENED, relay until the end. */
   private async open(c: ServerConnection, open: OpenMessage): Promise<void> {
-    const log = c.log.child({ session: open.session, channel: open.channel, target: open.target });
+    const log = c.log.child({ session: open.session, channel: open.channel, target: open.target, ...(open.port === undefined ? {} : { port: open.port }) });
     c.log = log;
     const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
     const connect = targetEndpoint(target, open.port);

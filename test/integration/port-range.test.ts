@@ -12,7 +12,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { adminRequest } from '../../src/admin/admin-client.js';
-import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
+import { startLocalPair, writePairFiles, type LocalPair } from '../../src/demo/local-pair.js';
+import { Gateway } from '../../src/daemon/gateway.js';
+import { loadConfig } from '../../src/config/load.js';
+import { GatewayProcess } from '../helpers/gateway-process.js';
 import { connectLoopback, sendRandom } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { withTestPki, type TestPki } from '../helpers/pki.js';
@@ -211,3 +214,40 @@ test('a port-range route to a single-port target is refused with target-port-mis
   }
 });
 
+
+test('with workers, the primary listens on every port of the range and each port keeps its own session', async () => {
+  const { first, targets } = await targetsOnFreeBlock();
+  const last = first + PORTS - 1;
+  const caseDir = join(dir, `case-${n++}`);
+  const sockA = join(caseDir, 'a.sock');
+  const logs = captureLogs('info');
+  const files = await writePairFiles({
+    dir: caseDir, targetConnect: `tcp:${TARGET_HOST}:${first}-${last}`, pkiA: pki.hostA, pkiB: pki.hostB,
+    tweakA: (c) => {
+      Object.assign((c['routes'] as Record<string, Record<string, unknown>>)['to-b'] ?? {}, { listen: `tcp:127.0.0.1:${first}-${last}` });
+      Object.assign(c, { workers: 2, control: { socket: sockA } });
+    },
+  });
+  const b = await Gateway.start(await loadConfig(files.fileB), logs.log.child({ gateway: 'host-b' }));
+  let a: GatewayProcess | undefined;
+  try {
+    a = await GatewayProcess.start({ configPath: await files.writeA(b.serverAddress()?.port ?? 0), name: 'host-a' });
+    const clients = [await openTagged(first + 1, 'p0'), await openTagged(first + 3, 'q0')];
+    clients.push(await openTagged(first + 1, 'p1'));
+    await logs.waitFor({ event: 'channel-open', port: first + 1, channel: 1 });
+    await logs.waitFor({ event: 'channel-open', port: first + 3, channel: 0 });
+    const { sessions } = await adminRequest(sockA, { op: 'sessions' });
+    assert.deepEqual(sessions.map((s) => [s.port, s.channels.length]).sort(), [[first + 1, 2], [first + 3, 1]]);
+    const sent = await Promise.all(clients.map(async (c) => {
+      const r = await sendRandom(c, 1 << 20);
+      c.end();
+      return r.digest;
+    }));
+    assert.deepEqual(targets[1]?.arrivals.map((x) => x.tag), ['p0......', 'p1......']);
+    assert.deepEqual(await Promise.all([targets[1]?.arrivals[0]?.received, targets[3]?.arrivals[0]?.received, targets[1]?.arrivals[1]?.received]), sent);
+  } finally {
+    await a?.stop();
+    await b.stop();
+    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+  }
+});
