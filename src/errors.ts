@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   'auth-mechanism': 'the SASL mechanism is not offered',
   'target-unknown': 'the requested target is not configured',
   'target-forbidden': 'this identity may not reach the requested target',
+  'target-port-mismatch': "the route's port (range) does not fit the target's: a port-range route needs a port-range target that holds its ports, a single-port route a single-port target",
   'target-refused': 'the local target refused the connection',
   'channel-order': 'a channel could not be connected in session order',
   'busy': 'too many connections in handshake',

@@ -57,10 +57,14 @@ function explain(c: Config): string[] {
     for (const t of c.server.targets.values()) {
       const who = t.allow.map((a) => `${a.peer}/${a.user}`).join(', ');
       out.push(`  target ${t.name} -> ${formatEndpoint(t.connect)} for ${who}`);
+      if (t.connect.kind === 'tcp-range') out.push(`    a channel the source accepted on port P connects to port P of ${formatEndpoint(t.connect)}; other ports are refused (target-port-mismatch)`);
     }
   }
   for (const r of c.routes) {
     out.push(`route ${r.name}: QEMU migrates to ${formatEndpoint(r.listen)} -> ${formatHostPort(r.peer)} (${r.peerName}) target ${r.target} as ${r.user}`);
+    if (r.listen.kind === 'tcp-range') {
+      out.push(`  each port P of ${r.listen.first}-${r.listen.last} carries its own migrations to port P of target ${r.target} on ${r.peerName} (its range must hold ${r.listen.first}-${r.listen.last}); set migration_port_min = ${r.listen.first} and migration_port_max = ${r.listen.last} in qemu.conf on both hosts`);
+    }
   }
   out.push(c.workers > 1 ? `processes: a primary (listeners, channel order) and ${c.workers} workers carrying the channels` : 'processes: one (workers: 1)');
   if (c.metrics) out.push(`metrics: Prometheus /metrics, /healthz, /readyz on http://${formatHostPort(c.metrics.listen)}`);

@@ -24,10 +24,10 @@ export async function fetchSessions(socket: string): Promise<SessionView[]> {
 
 export function sessionsTable(sessions: SessionView[], rates?: Map<string, number>): string {
   if (sessions.length === 0) return 'no migration in progress';
-  const rows = [['SESSION', 'ROLE', 'ROUTE/TARGET', 'PEER', 'CH', 'SENT', 'RECEIVED', 'RATE', 'AGE']];
+  const rows = [['SESSION', 'ROLE', 'ROUTE/TARGET', 'PORT', 'PEER', 'CH', 'SENT', 'RECEIVED', 'RATE', 'AGE']];
   for (const s of sessions) {
     const rate = rates?.get(s.session) ?? (Math.max(s.bytesIn, s.bytesOut) / Math.max(1, s.ageMs)) * 1000;
-    rows.push([s.session, s.role, s.target, s.peer, String(s.channels.length), size(s.bytesOut), size(s.bytesIn), `${size(rate)}/s`, `${Math.round(s.ageMs / 1000)}s`]);
+    rows.push([s.session, s.role, s.target, s.port === undefined ? '-' : String(s.port), s.peer, String(s.channels.length), size(s.bytesOut), size(s.bytesIn), `${size(rate)}/s`, `${Math.round(s.ageMs / 1000)}s`]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');

@@ -1,4 +1,4 @@
-import type { HostPort, LocalEndpoint } from './endpoint.js';
+import type { HostPort, LocalPorts } from './endpoint.js';
 
 /** A validated config: every path absolute, every address parsed. */
 export interface Config {
@@ -35,7 +35,8 @@ export interface AllowRule {
 
 export interface TargetConfig {
   name: string;
-  connect: LocalEndpoint;
+  /** A range: the OPEN names the port (the one the source route accepted on). */
+  connect: LocalPorts;
   allow: AllowRule[];
 }
 
@@ -53,7 +54,8 @@ export interface ServerConfig {
 
 export interface RouteConfig {
   name: string;
-  listen: LocalEndpoint;
+  /** A range: one listener per port, one migration session per port at a time. */
+  listen: LocalPorts;
   peer: HostPort;
   peerName: string;
   target: string;

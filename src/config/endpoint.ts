@@ -9,6 +9,28 @@ export type LocalEndpoint =
   | { kind: 'tcp'; host: string; port: number }
   | { kind: 'unix'; path: string };
 
+/**
+ * A range of loopback TCP ports, `tcp:HOST:FIRST-LAST`: a route that listens
+ * on every port of it (one migration per port, as libvirt picks a port per
+ * migration from its migration_port_min..max), or a target whose QEMUs
+ * listen on those ports. Port P of a route's range goes to port P of the
+ * target's range.
+ */
+export interface PortRange {
+  kind: 'tcp-range';
+  host: string;
+  first: number;
+  last: number;
+}
+
+/** What a route listens on or a target connects to: one endpoint, or a range of ports. */
+export type LocalPorts = LocalEndpoint | PortRange;
+
+/** The most ports one range may span: libvirt's default migration range is 64. */
+export const MAX_PORT_RANGE = 256;
+/** Ports below this need privileges no migration endpoint should have. */
+export const FIRST_UNPRIVILEGED_PORT = 1024;
+
 /** A peer gateway's TLS address, `HOST:PORT` or `[V6]:PORT`. */
 export interface HostPort {
   host: string;
@@ -27,6 +49,29 @@ export function parseHostPort(text: string, listener = false): HostPort | string
   if (port > 65535 || (port === 0 && !listener)) return listener ? 'port must be 0..65535' : 'port must be 1..65535';
   if (m[1] !== undefined && isIP(host) !== 6) return 'bracketed host must be an IPv6 address';
   return { host, port };
+}
+
+/** Like parseLocalEndpoint, and also `tcp:HOST:FIRST-LAST`. */
+export function parseLocalPorts(text: string, baseDir: string, listener = false): LocalPorts | string {
+  const m = /^tcp:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})-(\d{1,5})$/.exec(text);
+  if (!m) return parseLocalEndpoint(text, baseDir, listener);
+  const host = (m[1] ?? m[2]) as string;
+  const first = Number(m[3]);
+  const last = Number(m[4]);
+  if (m[1] !== undefined && isIP(host) !== 6) return 'bracketed host must be an IPv6 address';
+  if (first > 65535 || last > 65535) return 'ports must be 1..65535';
+  if (first > last) return `the range ${first}-${last} runs backwards; write the lower port first`;
+  if (first < FIRST_UNPRIVILEGED_PORT) return `the range ${first}-${last} includes privileged ports (below ${FIRST_UNPRIVILEGED_PORT}); migrations never need them`;
+  if (last - first + 1 > MAX_PORT_RANGE) return `the range ${first}-${last} spans ${last - first + 1} ports; at most ${MAX_PORT_RANGE} (libvirt's default migration range is 64)`;
+  return { kind: 'tcp-range', host, first, last };
+}
+
+/** Every single endpoint of `e`: itself, or one per port of a range. */
+export function endpointsOf(e: LocalPorts): LocalEndpoint[] {
+  if (e.kind !== 'tcp-range') return [e];
+  const out: LocalEndpoint[] = [];
+  for (let port = e.first; port <= e.last; port += 1) out.push({ kind: 'tcp', host: e.host, port });
+  return out;
 }
 
 export function parseLocalEndpoint(text: string, baseDir: string, listener = false): LocalEndpoint | string {
@@ -49,7 +94,8 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-export function formatEndpoint(e: LocalEndpoint): string {
+export function formatEndpoint(e: LocalPorts): string {
+  if (e.kind === 'tcp-range') return `tcp:${formatHostPort({ host: e.host, port: e.first })}-${e.last}`;
   return e.kind === 'unix' ? `unix:${e.path}` : `tcp:${formatHostPort(e)}`;
 }
 

@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { VmgateError, messageOf } from '../errors.js';
 import type { Config, RouteConfig, ServerConfig, TargetConfig, TlsFiles } from './config.js';
-import { isLoopback, parseHostPort, parseLocalEndpoint, formatEndpoint, type LocalEndpoint } from './endpoint.js';
+import { formatEndpoint, isLoopback, parseHostPort, parseLocalPorts, type LocalPorts } from './endpoint.js';
 import { configSchema, type RawConfig } from './schema.js';
 
 /** File names of QEMU's tls-creds-x509 directory layout. */
@@ -76,12 +76,16 @@ function valueAt(root: unknown, path: PropertyKey[]): unknown {
 function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config {
   const base = dirname(path);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const tls = resolveTls(raw.tls, abs, problems);
+  const server = raw.server ? resolveServer(raw.server, abs, base, problems) : undefined;
+  const routes = Object.entries(raw.routes).map(([name, r]) => resolveRoute(name, r, abs, base, problems));
+  checkPortOverlaps(server, routes, problems);
   return {
     file: path,
     name: raw.name ?? hostname(),
-    tls: resolveTls(raw.tls, abs, problems),
-    server: raw.server ? resolveServer(raw.server, abs, base, problems) : undefined,
-    routes: Object.entries(raw.routes).map(([name, r]) => resolveRoute(name, r, abs, base, problems)),
+    tls,
+    server,
+    routes,
     channel: raw.channel,
     control: raw.control ? { socket: abs(raw.control.socket), group: raw.control.group } : undefined,
     metrics: raw.metrics ? resolveMetrics(raw.metrics, problems) : undefined,
@@ -112,19 +116,46 @@ function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems:
   return { ca: need('ca'), cert, key, clientCert, clientKey, crl };
 }
 
-function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[], listener: boolean): LocalEndpoint {
-  const e = parseLocalEndpoint(text, base, listener);
+function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[], listener: boolean): LocalPorts {
+  const e = parseLocalPorts(text, base, listener);
   if (typeof e === 'string') {
     problems.push(`${key}: got ${JSON.stringify(text)}; ${e}`);
     return { kind: 'unix', path: '' };
   }
-  if (e.kind === 'tcp' && !isLoopback(e.host) && !unsafe) {
+  if (e.kind !== 'unix' && !isLoopback(e.host) && !unsafe) {
     problems.push(
       `${key}: got ${JSON.stringify(formatEndpoint(e))}; expected a loopback address (127.0.0.1, ::1) or a unix socket — ` +
         'migration streams are plain text on this leg. Set unsafeAllowNonLoopback: true beside it only if that network is trusted',
     );
   }
   return e;
+}
+
+/**
+ * No two route listeners, and no route listener and target, may claim one
+ * TCP port on one address: the gateway and QEMU (or two routes) would fight
+ * over it. Different loopback addresses (127.0.0.1, 127.0.0.2, ...) do not
+ * overlap, which is how one host keeps a route per peer and its own
+ * incoming QEMUs apart.
+ */
+function checkPortOverlaps(server: ServerConfig | undefined, routes: RouteConfig[], problems: string[]): void {
+  const listeners: Array<{ key: string; e: LocalPorts }> = [];
+  const check = (key: string, e: LocalPorts, listens: boolean): void => {
+    const clash = listeners.find((l) => overlap(l.e, e));
+    if (clash) problems.push(`${key}: ${formatEndpoint(e)} overlaps ${clash.key} (${formatEndpoint(clash.e)}); give each its own ports, or its own loopback address (127.0.0.2, ...)`);
+    if (listens) listeners.push({ key, e });
+  };
+  for (const r of routes) check(`routes.${r.name}.listen`, r.listen, true);
+  // Two targets may name one QEMU port; a target on a route's port would meet the gateway, not QEMU.
+  for (const t of server?.targets.values() ?? []) check(`server.targets.${t.name}.connect`, t.connect, false);
+}
+
+function overlap(a: LocalPorts, b: LocalPorts): boolean {
+  if (a.kind === 'unix' || b.kind === 'unix') return a.kind === 'unix' && b.kind === 'unix' && a.path === b.path;
+  const [a0, a1] = a.kind === 'tcp-range' ? [a.first, a.last] : [a.port, a.port];
+  const [b0, b1] = b.kind === 'tcp-range' ? [b.first, b.last] : [b.port, b.port];
+  // Port 0: the kernel picks a free one.
+  return a.host === b.host && a0 !== 0 && b0 !== 0 && a0 <= b1 && b0 <= a1;
 }
 
 function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) => string, base: string, problems: string[]): ServerConfig {

@@ -34,7 +34,8 @@ export interface WelcomeMessage { type: typeof MessageType.WELCOME; version: num
 /** `response` is the decoded SASL initial response. */
 export interface AuthMessage { type: typeof MessageType.AUTH; mechanism: string; response: Buffer }
 export interface AuthOkMessage { type: typeof MessageType.AUTH_OK; user: string }
-export interface OpenMessage { type: typeof MessageType.OPEN; target: string; session: string; channel: number }
+/** `port`: the local port the source accepted the channel on, for a target that is a port range. */
+export interface OpenMessage { type: typeof MessageType.OPEN; target: string; session: string; channel: number; port?: number | undefined }
 export interface OpenedMessage { type: typeof MessageType.OPENED }
 export interface ErrorMessage { type: typeof MessageType.ERROR; code: ErrorCode; message: string }
 /** The client gateway ended these channels of its session for `code`: end yours the same way. */
@@ -45,7 +46,10 @@ export interface ReportMessage { type: typeof MessageType.REPORT; session: strin
 /** `code` is `ok` for a normal end. */
 export interface ReportedMessage { type: typeof MessageType.REPORTED; code: ErrorCode | 'ok'; message: string; bytesIn: number; bytesOut: number }
 /** Would you OPEN `target` for me? Answered without connecting it: a connection to a target IS a migration stream. */
-export interface ProbeMessage { type: typeof MessageType.PROBE; target: string }
+/** `ports`: the source route's port range, which the target's range must hold. */
+export interface ProbeMessage { type: typeof MessageType.PROBE; target: string; ports?: PortSpan | undefined }
+/** A span of TCP ports, first to last inclusive. */
+export interface PortSpan { first: number; last: number }
 export interface ProbedMessage { type: typeof MessageType.PROBED }
 
 export type Message =
@@ -106,6 +110,7 @@ const mechanism = z.string().regex(MECHANISM_PATTERN, 'must be 1..20 characters 
 const session = z.string().regex(SESSION_PATTERN, 'must be exactly 32 lowercase hex digits');
 const target = z.string().refine(isValidTarget, `must be 1..${MAX_TARGET_LENGTH} characters of A-Z a-z 0-9 . _ -, start with a letter or digit and not contain ".."`);
 const channel = z.number().int('must be an integer').min(0, `must be 0..${MAX_CHANNEL}`).max(MAX_CHANNEL, `must be 0..${MAX_CHANNEL}`);
+const port = z.number().int('must be an integer').min(1024, 'must be 1024..65535').max(65535, 'must be 1024..65535');
 const errorText = z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`);
 /** Shape-checked even when unknown, so a newer peer's code can be logged safely; unknown maps to `internal`. */
 const peerCode = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be a lowercase error code of at most 64 characters');
@@ -137,6 +142,7 @@ const schemas = {
     target,
     session,
     channel,
+    port: port.optional(),
   }),
   [MessageType.OPENED]: z.strictObject({}),
   [MessageType.ERROR]: z
@@ -155,7 +161,10 @@ const schemas = {
   [MessageType.REPORTED]: z
     .strictObject({ code: peerCode, message: errorText, bytesIn: byteCount, bytesOut: byteCount })
     .transform(({ code, message, ...rest }) => ({ ...rest, ...(code === 'ok' ? { code: 'ok' as const, message } : knownCode(code, message)) })),
-  [MessageType.PROBE]: z.strictObject({ target }),
+  [MessageType.PROBE]: z.strictObject({
+    target,
+    ports: z.strictObject({ first: port, last: port }).refine((p) => p.first <= p.last, 'first must not be above last').optional(),
+  }),
   [MessageType.PROBED]: z.strictObject({}),
 } as const;
 
@@ -218,7 +227,7 @@ function bodyOf(m: Message): Record<string, unknown> {
     case MessageType.AUTH_OK:
       return { user: m.user };
     case MessageType.OPEN:
-      return { target: m.target, session: m.session, channel: m.channel };
+      return { target: m.target, session: m.session, channel: m.channel, ...(m.port === undefined ? {} : { port: m.port }) };
     case MessageType.OPENED:
       return {};
     case MessageType.ERROR:
@@ -233,7 +242,7 @@ function bodyOf(m: Message): Record<string, unknown> {
     case MessageType.REPORTED:
       return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH), bytesIn: m.bytesIn, bytesOut: m.bytesOut };
     case MessageType.PROBE:
-      return { target: m.target };
+      return { target: m.target, ...(m.ports === undefined ? {} : { ports: m.ports }) };
     case MessageType.PROBED:
       return {};
   }

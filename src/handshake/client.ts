@@ -71,9 +71,9 @@ export async function connectPeer(o: PeerLogin, signal?: AbortSignal): Promise<C
 }
 
 /** OPEN: asks the peer to connect `target` as channel `channel` of `session`; returns the data bytes that followed OPENED. */
-export async function openChannel(c: ClientConnection, target: string, session: string, channel: number): Promise<Buffer> {
+export async function openChannel(c: ClientConnection, target: string, session: string, channel: number, port?: number): Promise<Buffer> {
   try {
-    c.ctrl.send({ type: MessageType.OPEN, target, session, channel });
+    c.ctrl.send({ type: MessageType.OPEN, target, session, channel, port });
     await c.ctrl.expect(MessageType.OPENED);
     return c.ctrl.detach();
   } catch (e: unknown) {

@@ -1,6 +1,6 @@
 import type { RouteConfig } from '../config/config.js';
 import type { ControlChannel } from '../control/control-channel.js';
-import { MessageType, type ReportedMessage } from '../control/messages.js';
+import { MessageType, type PortSpan, type ReportedMessage } from '../control/messages.js';
 import { VmgateError, type ErrorCode } from '../errors.js';
 import { connectPeer, openChannel, type PeerLogin } from '../handshake/client.js';
 import type { PeerSocket } from '../tls/dial.js';
@@ -18,6 +18,8 @@ import { TicketCache } from '../tls/session-tickets.js';
 export class PeerClient {
   private readonly login: PeerLogin;
   private readonly target: string;
+  /** A port-range route's range: the peer checks at PROBE that its target holds it. */
+  private readonly ports: PortSpan | undefined;
 
   constructor(config: RouteConfig, identity: () => Identity, password: () => string) {
     this.login = {
@@ -30,12 +32,13 @@ export class PeerClient {
       tickets: new TicketCache(),
     };
     this.target = config.target;
+    this.ports = config.listen.kind === 'tcp-range' ? { first: config.listen.first, last: config.listen.last } : undefined;
   }
 
-  /** Opens a channel; returns the peer socket and any data bytes that followed OPENED. */
-  async open(session: string, channel: number, signal?: AbortSignal): Promise<{ peer: PeerSocket; remainder: Buffer }> {
+  /** Opens a channel (on a port-range route: for local `port`); returns the peer socket and any data bytes that followed OPENED. */
+  async open(session: string, channel: number, port: number | undefined, signal?: AbortSignal): Promise<{ peer: PeerSocket; remainder: Buffer }> {
     const conn = await connectPeer(this.login, signal);
-    return { peer: conn.peer, remainder: await openChannel(conn, this.target, session, channel) };
+    return { peer: conn.peer, remainder: await openChannel(conn, this.target, session, channel, port) };
   }
 
   /** Tells the peer we ended these channels, so it ends its legs with the same cause. */
@@ -57,7 +60,7 @@ export class PeerClient {
   /** Checks that the peer would open this route's target for us, without opening it. `signal` abandons the check. */
   async probe(signal?: AbortSignal): Promise<void> {
     await this.request(async (ctrl) => {
-      ctrl.send({ type: MessageType.PROBE, target: this.target });
+      ctrl.send({ type: MessageType.PROBE, target: this.target, ports: this.ports });
       await ctrl.expect(MessageType.PROBED);
     }, signal);
   }

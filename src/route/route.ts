@@ -1,6 +1,6 @@
 import type { Server, Socket } from 'node:net';
 import type { RouteConfig } from '../config/config.js';
-import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
+import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { PeerError } from '../control/control-channel.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -15,7 +15,7 @@ import { groupId } from '../util/group-id.js';
 import { listenLocal } from '../local/local-socket.js';
 import { PeerClient } from './peer-client.js';
 import { PeerProbe, type PeerProbeStatus } from './peer-probe.js';
-import { SessionAllocator } from '../session/session-allocator.js';
+import { SessionAllocator, sessionKey } from '../session/session-allocator.js';
 import { SourceCauses } from '../session/cause-exchange.js';
 
 export interface RouteDeps {
@@ -41,7 +41,7 @@ export interface RouteDeps {
  * (REPORT) so this log says what happened over there.
  */
 export class Route {
-  private server: Server | undefined;
+  private servers: Server[] = [];
   private readonly sessions = new SessionAllocator();
   private readonly log: Logger;
   private readonly peerClient: PeerClient;
@@ -84,53 +84,58 @@ export class Route {
   async listen(): Promise<void> {
     const group = this.deps.config.socketGroup;
     const gid = group === undefined ? undefined : await groupId(group, `routes.${this.name}.socketGroup`);
-    this.server = await listenLocal(this.deps.config.listen, (s) => void this.onLocal(s), gid);
+    const range = this.deps.config.listen.kind === 'tcp-range';
+    for (const e of endpointsOf(this.deps.config.listen)) {
+      const port = range && e.kind === 'tcp' ? e.port : undefined;
+      this.servers.push(await listenLocal(e, (s) => void this.onLocal(s, port), gid));
+    }
   }
 
   /** Where QEMU should migrate to (for tcp endpoints on port 0, the real port). */
   address(): string {
-    const a = this.server?.address();
+    const a = this.servers.length === 1 ? this.servers[0]?.address() : undefined;
     if (a && typeof a === 'object') return `tcp:${formatHostPort({ host: a.address, port: a.port })}`;
     return formatEndpoint(this.deps.config.listen);
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.probe.stop();
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await Promise.all(this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
   }
 
-  private async onLocal(local: Socket): Promise<void> {
-    // One listener, one migration at a time: the route's name is the session key.
-    const { session, channel } = this.sessions.accept(this.name);
+  /** `port`: the port of a port-range route the connection arrived on; each port carries its own migrations. */
+  private async onLocal(local: Socket, port: number | undefined): Promise<void> {
+    const key = sessionKey(this.name, port);
+    const { session, channel } = this.sessions.accept(key);
     try {
-      await this.carry(local, session, channel);
+      await this.carry(local, session, channel, port);
     } finally {
-      this.sessions.release(this.name, session);
+      this.sessions.release(key, session);
     }
   }
 
   /**
    * Carries one local connection as channel `channel` of `session` until it
-   * ends. Public for worker processes (src/workers), whose connections were
+   * ends (on a port-range route, accepted on `port`). Public for worker processes (src/workers), whose connections were
    * accepted and numbered by the primary.
    */
-  async carry(local: Socket, session: string, channel: number): Promise<void> {
+  async carry(local: Socket, session: string, channel: number, port?: number): Promise<void> {
     const cfg = this.deps.config;
-    const log = this.log.child({ session, channel, peer: formatHostPort(cfg.peer), target: cfg.target });
+    const log = this.log.child({ session, channel, peer: formatHostPort(cfg.peer), target: cfg.target, ...(port === undefined ? {} : { port }) });
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
     local.on('error', () => abandon.abort());
     let peer: PeerSocket | undefined;
     try {
-      const opened = await this.peerClient.open(session, channel, abandon.signal);
+      const opened = await this.peerClient.open(session, channel, port, abandon.signal);
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
       log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
       const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: opened.remainder });
       const owner = peer.serverCert.fingerprint256;
-      const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner });
+      const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner, port });
       const result = await relay.done;
       this.deps.channels.remove(entry);
       const final = await this.causes.afterEnd(session, channel, result, log);

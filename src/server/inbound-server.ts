@@ -13,6 +13,7 @@ import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { authorizeOpen } from '../policy/peer-policy.js';
+import { checkPorts, targetEndpoint } from './target-ports.js';
 import { Relay, type RelayResult } from '../relay/relay.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
 import { SessionOrder, type ChannelOrder } from '../session/session-order.js';
@@ -210,9 +211,10 @@ export class InboundServer {
 
   /** OPEN: connect the target in session order, answer OPENED, relay until the end. */
   private async open(c: ServerConnection, open: OpenMessage): Promise<void> {
-    const log = c.log.child({ session: open.session, channel: open.channel, target: open.target });
+    const log = c.log.child({ session: open.session, channel: open.channel, target: open.target, ...(open.port === undefined ? {} : { port: open.port }) });
     c.log = log;
     const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
+    const connect = targetEndpoint(target, open.port);
     if (this.deps.channels.size >= this.deps.config.maxChannels) {
       throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
     }
@@ -220,7 +222,7 @@ export class InboundServer {
     let local: Socket;
     await this.order.turn(owner, open.session, open.channel);
     try {
-      local = await connectLocal(target.connect, this.deps.config.handshakeTimeoutMs);
+      local = await connectLocal(connect, this.deps.config.handshakeTimeoutMs);
     } catch (e: unknown) {
       this.order.closed(owner, open.session);
       throw e;
@@ -229,14 +231,14 @@ export class InboundServer {
     }
     this.deps.metrics.handshakeSucceeded('server', Date.now() - c.started);
     const remainder = acceptOpen(c);
-    log.info({ event: 'channel-open', connect: formatEndpoint(target.connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
+    log.info({ event: 'channel-open', connect: formatEndpoint(connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
     this.relaying.add(c.raw);
     const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
-    const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner });
+    const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner, port: open.port });
     let result: RelayResult = await relay.done;
     this.deps.channels.remove(entry);
     this.order.closed(owner, open.session);
-    if (result.cause === 'target-closed') result = { ...result, message: `target ${formatEndpoint(target.connect)}: ${result.message}` };
+    if (result.cause === 'target-closed') result = { ...result, message: `target ${formatEndpoint(connect)}: ${result.message}` };
     result = await this.causes.afterEnd(owner, open.session, open.channel, result);
     logChannelEnd(log, result);
     this.deps.metrics.channelEnded(entry, result.cause);
@@ -259,7 +261,7 @@ export class InboundServer {
    */
   private probe(c: ServerConnection, req: ProbeMessage): void {
     c.handshakeDone();
-    authorizeOpen(this.deps.targets(), req.target, c.peer, c.user);
+    checkPorts(authorizeOpen(this.deps.targets(), req.target, c.peer, c.user), req.ports);
     c.log.debug({ event: 'peer-probe', target: req.target, login: c.login }, `probe from ${c.peer.commonName}: target ${req.target} may be opened`);
     c.ctrl.send({ type: MessageType.PROBED });
     c.s.end();

@@ -13,6 +13,8 @@ export interface ChannelEntry {
   peer: string;
   /** The peer certificate's fingerprint: only that peer may ABORT this channel. */
   owner: string;
+  /** On a port-range route or target: the port of this migration (the one libvirt chose). */
+  port?: number | undefined;
   startedAt: number;
 }
 

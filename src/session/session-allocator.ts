@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
  * numbers count arrivals, and accept order is the order the destination
  * must connect in (src/session/session-order.ts).
  *
- * The key says which connections can belong to one migration: today a
- * route's single listener (one migration at a time per route); a route
- * that listens on a range of ports keys by local port, so migrations on
- * different ports never share a session.
+ * The key says which connections can belong to one migration (sessionKey):
+ * a route's single listener carries one migration at a time; a route that
+ * listens on a range of ports keys by local port, so migrations on different
+ * ports never share a session.
  */
 export class SessionAllocator {
   private readonly current = new Map<string, { id: string; next: number; open: number }>();
@@ -42,4 +42,9 @@ export class SessionAllocator {
   get size(): number {
     return this.current.size;
   }
+}
+
+/** Which connections of a route may share a session: all of a single-port route's, or those of one port of a range. */
+export function sessionKey(route: string, port: number | undefined): string {
+  return port === undefined ? route : `${route}:${port}`;
 }

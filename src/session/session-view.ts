@@ -24,6 +24,8 @@ export interface SessionView {
   role: 'route' | 'server';
   /** Route name (source side) or target name (destination side). */
   target: string;
+  /** On a port-range route or target: this migration's port. */
+  port?: number | undefined;
   peer: string;
   ageMs: number;
   bytesIn: number;
@@ -47,7 +49,7 @@ export function sessionViews(channels: ChannelSnapshot[], now = Date.now()): Ses
     const key = `${e.role}/${e.session}`;
     let v = byKey.get(key);
     if (!v) {
-      v = { session: e.session, role: e.role, target: e.target, peer: e.peer, ageMs: 0, bytesIn: 0, bytesOut: 0, channels: [] };
+      v = { session: e.session, role: e.role, target: e.target, port: e.port, peer: e.peer, ageMs: 0, bytesIn: 0, bytesOut: 0, channels: [] };
       byKey.set(key, v);
     }
     v.bytesIn += e.bytesIn;

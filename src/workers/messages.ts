@@ -13,7 +13,7 @@ import type { MetricsJson } from './worker-metrics.js';
 
 /** Primary -> worker, one-way. `route-conn` and `inbound-conn` carry the accepted socket. */
 export type WorkerNotice =
-  | { kind: 'route-conn'; route: string; session: string; channel: number }
+  | { kind: 'route-conn'; route: string; port: number | undefined; session: string; channel: number }
   | { kind: 'inbound-conn' }
   /** The TLS session ticket keys every worker's server uses (base64, 48 bytes), so any worker resumes a session another issued. */
   | { kind: 'ticket-keys'; keys: string }
@@ -23,7 +23,7 @@ export type WorkerNotice =
 export type PrimaryNotice =
   | { kind: 'ready' }
   | { kind: 'start-failed'; code: ErrorCode; message: string }
-  | { kind: 'route-released'; route: string; session: string; channel: number }
+  | { kind: 'route-released'; route: string; port: number | undefined; session: string; channel: number }
   | { kind: 'order-release'; owner: string; session: string; channel: number }
   | { kind: 'order-closed'; owner: string; session: string };
 

@@ -6,12 +6,12 @@ import { checkReload, type CheckedReload } from '../daemon/reloadable.js';
 import type { ChannelSelector, Daemon, StatusReply } from '../daemon/daemon.js';
 import type { PeerProbeStatus } from '../route/peer-probe.js';
 import type { Config } from '../config/config.js';
-import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
+import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
 import { EndRecords } from '../session/end-records.js';
 import { listenLocal } from '../local/local-socket.js';
-import { SessionAllocator } from '../session/session-allocator.js';
+import { SessionAllocator, sessionKey } from '../session/session-allocator.js';
 import { StallWatch } from '../session/stall-watch.js';
 import type { Logger } from '../log/logger.js';
 import { MetricsServer } from '../metrics/metrics-server.js';
@@ -103,8 +103,8 @@ export class WorkerPool implements Daemon {
   }
 
   routeAddress(name: string): string | undefined {
-    const l = this.listeners.find((x) => x.route && x.name === name);
-    const a = l?.server.address();
+    const ls = this.listeners.filter((x) => x.route && x.name === name);
+    const a = ls.length === 1 ? ls[0]?.server.address() : undefined;
     if (a && typeof a === 'object') return `tcp:${formatHostPort({ host: a.address, port: a.port })}`;
     const rc = this.config.routes.find((r) => r.name === name);
     return rc ? formatEndpoint(rc.listen) : undefined;
@@ -215,7 +215,11 @@ export class WorkerPool implements Daemon {
     }
     for (const rc of this.config.routes) {
       const gid = rc.socketGroup === undefined ? undefined : await groupId(rc.socketGroup, `routes.${rc.name}.socketGroup`);
-      this.listeners.push({ name: rc.name, route: true, server: await listenLocal(rc.listen, (s) => this.onRouteConnection(rc.name, s), gid) });
+      const range = rc.listen.kind === 'tcp-range';
+      for (const e of endpointsOf(rc.listen)) {
+        const port = range && e.kind === 'tcp' ? e.port : undefined;
+        this.listeners.push({ name: rc.name, route: true, server: await listenLocal(e, (s) => this.onRouteConnection(rc.name, port, s), gid) });
+      }
     }
     if (this.config.control) this.admin = await openControlSocket(this.config.control, this, this.log);
     const stallMs = this.config.channel.stallTimeoutMs;
@@ -238,23 +242,24 @@ export class WorkerPool implements Daemon {
     );
   }
 
-  private onRouteConnection(route: string, local: Socket): void {
+  private onRouteConnection(route: string, port: number | undefined, local: Socket): void {
     local.on('error', () => undefined);
     // Numbered here, in accept order: that is the order the destination must connect in.
-    const { session, channel } = this.allocator.accept(route);
+    const sk = sessionKey(route, port);
+    const { session, channel } = this.allocator.accept(sk);
     const w = this.pick();
     if (!w) {
-      this.allocator.release(route, session);
+      this.allocator.release(sk, session);
       this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel }, `no worker process is running (one is being restarted): reset QEMU's connection on route ${route}; retry the migration`);
       local.resetAndDestroy();
       return;
     }
-    const key = `${route}/${session}/${channel}`;
+    const key = routeChannelKey(route, port, session, channel);
     w.routeChannels.add(key);
-    w.link.notify({ kind: 'route-conn', route, session, channel }, local, (e) => {
+    w.link.notify({ kind: 'route-conn', route, port, session, channel }, local, (e) => {
       if (!e) return;
       w.routeChannels.delete(key);
-      this.allocator.release(route, session);
+      this.allocator.release(sk, session);
       this.log.warn({ event: 'channel-refused', cause: 'worker-exited', route, session, channel, workerPid: w.pid }, `could not hand channel ${channel} of session ${session} to worker ${w.pid}: ${e.message}; reset QEMU's connection`);
       if (!local.destroyed) local.resetAndDestroy();
     });
@@ -278,7 +283,7 @@ export class WorkerPool implements Daemon {
   private onNotice(w: WorkerHandle, n: PrimaryNotice): void {
     switch (n.kind) {
       case 'route-released':
-        if (w.routeChannels.delete(`${n.route}/${n.session}/${n.channel}`)) this.allocator.release(n.route, n.session);
+        if (w.routeChannels.delete(routeChannelKey(n.route, n.port, n.session, n.channel))) this.allocator.release(sessionKey(n.route, n.port), n.session);
         return;
       case 'order-release':
         this.order.release(w.id, n.owner, n.session, n.channel);
@@ -369,8 +374,8 @@ export class WorkerPool implements Daemon {
     this.cache = this.cache.filter((c) => c.pid !== w.pid);
     const toTell = new Map<string, number[]>();
     for (const key of w.routeChannels) {
-      const [route = '', session = '', channel = ''] = key.split('/');
-      this.allocator.release(route, session);
+      const [route = '', port = '', session = '', channel = ''] = key.split('/');
+      this.allocator.release(sessionKey(route, port === '' ? undefined : Number(port)), session);
       const k = `${route}/${session}`;
       toTell.set(k, [...(toTell.get(k) ?? []), Number(channel)]);
     }
@@ -407,6 +412,11 @@ export class WorkerPool implements Daemon {
     );
   }
 
+}
+
+/** A route channel handed to a worker, as the primary tracks it until the worker releases it: `route/port/session/channel`. */
+function routeChannelKey(route: string, port: number | undefined, session: string, channel: number): string {
+  return `${route}/${port ?? ''}/${session}/${channel}`;
 }
 
 /** The least healthy peer verdict for `route` among the workers' status answers: down, then not checked, then up. */

@@ -116,7 +116,7 @@ class WorkerProcess {
   private onNotice(n: WorkerNotice, handle: Socket | undefined): void {
     switch (n.kind) {
       case 'route-conn':
-        if (handle) this.carry(n.route, handle, n.session, n.channel);
+        if (handle) this.carry(n.route, n.port, handle, n.session, n.channel);
         return;
       case 'inbound-conn':
         if (handle) this.acceptInbound(handle);
@@ -157,16 +157,16 @@ class WorkerProcess {
     else raw.destroy();
   }
 
-  private carry(route: string, local: Socket, session: string, channel: number): void {
+  private carry(route: string, port: number | undefined, local: Socket, session: string, channel: number): void {
     local.allowHalfOpen = true;
     local.pause();
     Promise.resolve()
-      .then(() => this.ready().route(route).carry(local, session, channel))
+      .then(() => this.ready().route(route).carry(local, session, channel, port))
       .catch((e: unknown) => {
         // Route.carry settles every channel it takes; this is a route the worker does not know.
         if (!local.destroyed) local.resetAndDestroy();
         this.log?.error({ event: 'channel-refused', cause: e instanceof VmgateError ? e.code : 'internal', session, channel }, messageOf(e));
       })
-      .finally(() => this.link.notify({ kind: 'route-released', route, session, channel }));
+      .finally(() => this.link.notify({ kind: 'route-released', route, port, session, channel }));
   }
 }
