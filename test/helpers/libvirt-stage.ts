@@ -74,6 +74,12 @@ export interface LibvirtStageOptions {
    * `qemu.migrationPorts`.
    */
   readonly migrateUri?: string;
+  /**
+   * virsh's --listen-address: where the destination QEMU listens (the
+   * target's address on B). Default 127.0.0.1; docs/libvirt.md gives each
+   * destination host an address of its own, such as 127.0.0.2.
+   */
+  readonly listenAddress?: string;
   /** qemu.conf options of both daemons (migration_port_min/max for a port range). */
   readonly qemu?: QemuConfOptions;
   /** Guest RAM, MiB. Default 384: the payload at 16 MiB, room above it for the BIOS's tables. */
@@ -147,7 +153,7 @@ export async function startLibvirtStage(o: LibvirtStageOptions): Promise<Libvirt
     await writeFile(join(hostB.dirs.lib, payloadFile), '');
     await truncate(join(hostB.dirs.lib, payloadFile), image.size);
 
-    const migrationArgs = (): string[] => ['--migrateuri', o.migrateUri ?? `tcp://${LOOPBACK}:${ROUTE_PORT}`, '--listen-address', LOOPBACK];
+    const migrationArgs = (): string[] => ['--migrateuri', o.migrateUri ?? `tcp://${LOOPBACK}:${ROUTE_PORT}`, '--listen-address', o.listenAddress ?? LOOPBACK];
     return {
       net, dir, hostA, hostB, gwA, gwB, guestMiB, close, migrationArgs,
       payload: { size: image.size, sha256: image.sha256 },

@@ -58,12 +58,20 @@ export interface NetnsGatewaysOptions {
   readonly channel?: Readonly<Record<string, number>>;
   /** The `workers` setting of both gateways. Default: absent (one process). */
   readonly workers?: number;
+  /**
+   * A port range for the route (on A) and the target (on B) instead of the
+   * one port QEMU_PORT: `ports` ports from QEMU_PORT, one migration per port,
+   * as libvirt uses them (docs/libvirt.md).
+   */
+  readonly ports?: number;
 }
 
 export interface GuestOptions {
   readonly plan: MigrationPlan;
   /** Source only: `cont` the guest, so it is "running" rather than "prelaunch". */
   readonly running?: boolean;
+  /** Destination only: listen on this port of the range instead of QEMU_PORT. */
+  readonly port?: number;
 }
 
 export interface NetnsGateways {
@@ -79,7 +87,7 @@ export interface NetnsGateways {
   readonly controlB: string;
   /** A source QEMU in A with the random image loaded, configured for `plan`. */
   source(name: string, o: GuestOptions): Promise<QemuVm>;
-  /** A destination QEMU in B, configured for `plan`, listening on QEMU_URI. */
+  /** A destination QEMU in B, configured for `plan`, listening on QEMU_URI (or `port`). */
   destination(name: string, o: GuestOptions): Promise<QemuVm>;
   /** Kills every QEMU and gateway, removes the namespaces and the temp dir. */
   close(): Promise<void>;
@@ -111,6 +119,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
     const password = randomBytes(24).toString('base64url');
     await addUser({ store: join(dirB, 'users.json'), user: 'migrate', password });
     await writeSecretFile(join(dirA, 'to-b.password'), password);
+    const local = o.ports === undefined ? QEMU_URI : `tcp:127.0.0.1:${QEMU_PORT}-${QEMU_PORT + o.ports - 1}`;
     const channel = { ...(o.channel === undefined ? {} : { channel: o.channel }), ...(o.workers === undefined ? {} : { workers: o.workers }) };
     const configA = join(dirA, 'gateway.yaml');
     const configB = join(dirB, 'gateway.yaml');
@@ -124,7 +133,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       server: {
         listen: `${net.addrB}:${GATEWAY_PORT}`,
         credentials: './users.json',
-        targets: { incoming: { connect: QEMU_URI, allow: [{ peer: 'host-a', user: 'migrate' }] } },
+        targets: { incoming: { connect: local, allow: [{ peer: 'host-a', user: 'migrate' }] } },
       },
     });
     await writeGatewayConfig(configA, {
@@ -133,7 +142,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       control: { socket: controlA },
       ...channel,
       routes: {
-        'to-b': { listen: QEMU_URI, peer: `${net.addrB}:${GATEWAY_PORT}`, peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
+        'to-b': { listen: local, peer: `${net.addrB}:${GATEWAY_PORT}`, peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
       },
     });
     const gwB = await GatewayProcess.start({ configPath: configB, netns: net.b, name: 'host-b' });
@@ -159,7 +168,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       },
       destination: async (name, g) => {
         const vm = await launch(name, net.b, { incoming: true }, g.plan);
-        await vm.migrateIncoming(QEMU_URI);
+        await vm.migrateIncoming(g.port === undefined ? QEMU_URI : `tcp:127.0.0.1:${g.port}`);
         return vm;
       },
     };
