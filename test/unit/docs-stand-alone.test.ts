@@ -34,6 +34,22 @@ function text(file: string): string | undefined {
   return bytes.includes(0) ? undefined : bytes.toString('utf8');
 }
 
+test('no-outside-citations: no file cites a design document or a shared folder outside the repository', () => {
+  // Spelled in pieces so that this file does not match itself.
+  const outside = [new RegExp(['DESIGN', '\\.md'].join('')), new RegExp(['\\.\\./', 'shared/'].join(''))];
+  const files = repositoryFiles();
+  assert.ok(files.includes('README.md') && files.some((f) => f.startsWith('src/')), `walked the checkout at ${ROOT}`);
+  const hits: string[] = [];
+  for (const file of files) {
+    const body = text(file);
+    if (body === undefined) continue;
+    body.split('\n').forEach((line, i) => {
+      if (outside.some((re) => re.test(line))) hits.push(`${file}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  assert.deepEqual(hits, []);
+});
+
 test('bench-results-portable: committed bench results hold no absolute path', () => {
   const dir = join(ROOT, 'bench', 'results');
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
