@@ -20,7 +20,8 @@ export interface BenchOptions {
   baselineCli: string | undefined;
   /** Directory for V8 CPU profiles of the vmgate processes. */
   cpuProf: string | undefined;
-  argv: string;
+  /** The command line as given (it may hold paths of this machine: see report/portable-options.ts). */
+  argv: readonly string[];
 }
 
 const UNITS: Record<string, number> = { '': 1, k: 1e3, kib: 2 ** 10, m: 1e6, mib: 2 ** 20, g: 1e9, gib: 2 ** 30 };
@@ -84,6 +85,6 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     docs: o.docs,
     baselineCli: o.baselineCli,
     cpuProf: o.cpuProf,
-    argv: argv.join(' '),
+    argv: [...argv],
   };
 }

@@ -20,6 +20,7 @@ import { HoldSink } from './hold-sink.js';
 import { describeMachine } from './machine.js';
 import { measureGrowth, measureIdle, type GrowthSample, type IdleSample } from './memory.js';
 import { parseOptions, type BenchOptions } from './options.js';
+import { portableOptions } from './report/portable-options.js';
 import { directPath, type PathSpec } from './paths/path.js';
 import { stunnelMissing, stunnelPath, stunnelVersion } from './paths/stunnel.js';
 import { vmgatePath } from './paths/vmgate.js';
@@ -125,7 +126,7 @@ async function main(o: BenchOptions): Promise<void> {
       date: started.toISOString(),
       durationSeconds: (Date.now() - started.getTime()) / 1000,
       machine,
-      options: { ...o },
+      options: portableOptions(o, REPO_ROOT, process.cwd()),
       notes,
       workers: { available: workersAvailable, keyPaths: workersPaths.map((p) => p.join('.')), compared: o.workers },
       synthetic: { rows: syntheticRows, samples: synthetic },

@@ -4,7 +4,7 @@
  * bought, scaling) stay and the figures are re-recorded with one command.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { relative } from 'node:path';
+import { repoRelative } from './portable-options.js';
 import type { BenchResults } from './results.js';
 import { resultTables } from './tables.js';
 
@@ -14,13 +14,16 @@ export const RESULTS_END = '<!-- bench:results:end -->';
 export function resultsSection(r: BenchResults, jsonFile: string, repoRoot: string): string {
   const m = r.machine;
   const opts = r.options;
+  // The section is committed with the docs: name the JSON file only where a reader of the repository finds it.
+  const jsonInRepo = repoRelative(jsonFile, repoRoot, repoRoot);
+  const rawFigures = jsonInRepo === undefined ? 'raw figures were saved outside the repository' : `raw figures: \`${jsonInRepo}\``;
   const lines = [
     RESULTS_START,
     `### Results of ${r.date.slice(0, 16).replace('T', ' ')} UTC`,
     '',
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}`,
     `- Software: Node ${m.node} (OpenSSL ${m.openssl}), ${m.stunnel ?? 'stunnel not installed'}, ${m.qemu ?? 'QEMU not installed'}`,
-    `- Command: \`npm run bench -- ${String(opts['argv'] ?? '').trim()}\` (${r.durationSeconds.toFixed(0)} s); raw figures: \`${relative(repoRoot, jsonFile)}\``,
+    `- Command: \`npm run bench -- ${String(opts['argv'] ?? '').trim()}\` (${r.durationSeconds.toFixed(0)} s); ${rawFigures}`,
     ...r.notes.map((n) => `- Note: ${n}`),
     '',
     ...resultTables(r, 'markdown').flatMap((block) => [block, '']),

@@ -13,7 +13,7 @@
  *   assert.equal(await dst.ramHash(), await src.ramHash());
  *   await src.kill(); await dst.kill();                            // also done at process exit
  *
- * Facts of QEMU 7.2 this file works with (docs: DESIGN.md "QEMU 7.2 facts that bite"):
+ * Facts of QEMU 7.2 this file works with (docs/design.md, "Facts that bite"):
  * - a destination's -incoming port takes ANY connection as the migration
  *   stream, so readiness is read from /proc/<pid>/net/tcp and QMP, never probed;
  * - max-bandwidth defaults to 128 MiB/s, so `configureMigration` raises it;
