@@ -26,8 +26,8 @@ export const serverSchema = z.object({
   credentials: path,
   targets: z.record(name, targetSchema),
   handshakeTimeoutMs: ms(100, 120_000).default(10_000),
-  maxHandshakes: z.number().int().min(1).max(10_000).default(64),
-  maxHandshakesPerAddress: z.number().int().min(1).max(10_000).default(16),
+  maxHandshakes: z.number().int().min(1).max(10_000).default(256),
+  maxHandshakesPerAddress: z.number().int().min(1).max(10_000).default(64),
   maxChannels: z.number().int().min(1).max(100_000).default(512),
   channelOrderTimeoutMs: ms(100, 600_000).default(30_000),
 }).strict();

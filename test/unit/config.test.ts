@@ -114,8 +114,8 @@ test('bad-metrics-address-is-explained', () => {
 test('route-socket-group-and-handshake-caps-resolve-with-defaults', () => {
   const c = parseConfig(valid.replace('passwordFile: /etc/vmgate/to-b.password', 'passwordFile: /etc/vmgate/to-b.password\n    socketGroup: kvm'), FILE);
   assert.equal(c.routes[0]?.socketGroup, 'kvm');
-  assert.equal(c.server?.maxHandshakes, 64);
-  assert.equal(c.server?.maxHandshakesPerAddress, 16);
+  assert.equal(c.server?.maxHandshakes, 256);
+  assert.equal(c.server?.maxHandshakesPerAddress, 64);
   assert.equal(parseConfig(valid, FILE).routes[0]?.socketGroup, undefined, 'no group: the socket is 0600');
 });
 
