@@ -78,7 +78,8 @@ export class Gateway implements Daemon {
   static async load(config: Config, log: Logger, worker?: WorkerRole): Promise<Gateway> {
     const gw = new Gateway(config, log, await loadReloadable(config), worker);
     gw.warnExpiry();
-    const deps = { channels: gw.channels, identity: gw.state.identity, notReady: () => gw.notReady(), log: log.child({ role: 'metrics' }) };
+    const names = { routes: config.routes.map((r) => r.name), targets: [...(config.server?.targets.keys() ?? [])] };
+    const deps = { channels: gw.channels, names, identity: gw.state.identity, notReady: () => gw.notReady(), log: log.child({ role: 'metrics' }) };
     gw.metrics = worker ? worker.metrics(deps) : await startMetricsEndpoint(config.metrics, deps);
     return gw;
   }

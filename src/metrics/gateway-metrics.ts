@@ -10,6 +10,8 @@ export type Outcome = ErrorCode | 'ok';
 /** What the metrics need to know of a channel in its data phase (a ChannelEntry fits). */
 export interface ObservedChannel {
   role: Role;
+  /** Route name (role `route`) or target name (role `server`): a metrics label, bounded by the config. */
+  target: string;
   session: string;
   /** The peer certificate's fingerprint: session ids are only unique per peer. */
   owner: string;

@@ -4,7 +4,7 @@ import type { Logger } from '../log/logger.js';
 import type { Identity } from '../tls/identity.js';
 import { NO_METRICS, type GatewayMetrics } from './gateway-metrics.js';
 import { MetricsServer } from './metrics-server.js';
-import { registerGatewayMetrics, type ChannelSource } from './prometheus-metrics.js';
+import { registerGatewayMetrics, type ChannelSource, type MetricNames } from './prometheus-metrics.js';
 
 /** A gateway's metrics and their HTTP listener, or a no-op pair when `metrics` is not configured. */
 export interface MetricsEndpoint {
@@ -17,6 +17,8 @@ export interface MetricsEndpoint {
 
 export interface MetricsEndpointDeps {
   channels: ChannelSource;
+  /** The configured route and target names: every labelled series exists from the start. */
+  names: MetricNames;
   identity: Identity;
   notReady: () => string | undefined;
   log: Logger;
@@ -28,7 +30,7 @@ export async function startMetricsEndpoint(config: { listen: HostPort } | undefi
     return { metrics: NO_METRICS, setIdentity: () => undefined, address: () => undefined, close: () => Promise.resolve() };
   }
   const registry = new Registry();
-  const metrics = registerGatewayMetrics(registry, deps.channels);
+  const metrics = registerGatewayMetrics(registry, deps.channels, deps.names);
   metrics.setIdentity(deps.identity);
   const server = await MetricsServer.start({ listen: config.listen, registry, notReady: deps.notReady, log: deps.log });
   return {

@@ -13,6 +13,34 @@ export interface ChannelSource {
 }
 
 const ROLES: readonly Role[] = ['route', 'server'];
+
+/** The routes and targets of the config: the only values the `route` and `target` labels take. */
+export interface MetricNames {
+  routes: readonly string[];
+  targets: readonly string[];
+}
+
+/**
+ * The labels that say which migration path a series is about: a route
+ * (source side) or a target (destination side). A port-range route is one
+ * route, so one series for all its ports; never a session id or a port, so
+ * the label sets stay as small as the config.
+ */
+interface PathLabels {
+  role: Role;
+  route: string;
+  target: string;
+}
+
+function pathOf(role: Role, name: string): PathLabels {
+  return role === 'route' ? { role, route: name, target: '' } : { role, route: '', target: name };
+}
+
+function pathsOf(names: MetricNames): PathLabels[] {
+  return [...names.routes.map((n) => pathOf('route', n)), ...names.targets.map((n) => pathOf('server', n))];
+}
+
+const pathKey = (p: PathLabels): string => `${p.role}/${p.route}/${p.target}`;
 const DIRECTIONS = [
   ['to_peer', 'bytesOut'],
   ['from_peer', 'bytesIn'],
@@ -30,17 +58,18 @@ export class PrometheusMetrics implements GatewayMetrics {
   private readonly sessions = new SessionTracker();
   /** Bytes of channels that have left the table; live channels are added at scrape time. */
   private readonly endedBytes = new Map<string, number>();
-  private readonly channelsTotal: Counter<'role' | 'outcome'>;
-  private readonly sessionsTotal: Counter<'role' | 'outcome'>;
+  private readonly channelsTotal: Counter<'role' | 'route' | 'target' | 'outcome'>;
+  private readonly sessionsTotal: Counter<'role' | 'route' | 'target' | 'outcome'>;
   private readonly handshakeFailures: Counter<'role' | 'cause'>;
   private readonly handshakeSeconds: Histogram<'role'>;
   private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
   private readonly peerUp: Gauge<'route' | 'peer'>;
 
-  constructor(registry: Registry, channels: ChannelSource) {
+  constructor(registry: Registry, channels: ChannelSource, names: MetricNames) {
     const registers = [registry];
     const sessions = this.sessions;
     const endedBytes = this.endedBytes;
+    const paths = pathsOf(names);
 
     // `aggregator` says how an AggregatorRegistry merges the processes of one gateway; counters sum (the default).
     new Gauge({ name: 'vmgate_build_info', help: 'Always 1; labels carry the vmgate and Node.js versions', labelNames: ['version', 'node'], registers, aggregator: 'first' })
@@ -49,57 +78,57 @@ export class PrometheusMetrics implements GatewayMetrics {
     new Counter({
       name: 'vmgate_bytes_total',
       help: 'Migration bytes carried between the local QEMU and the peer gateway, by direction relative to the peer',
-      labelNames: ['role', 'direction'],
+      labelNames: ['role', 'route', 'target', 'direction'],
       registers,
       // Read from the relay counters at scrape time, so the data path does no metrics work per chunk.
-      collect(this: Counter<'role' | 'direction'>) {
+      collect(this: Counter<'role' | 'route' | 'target' | 'direction'>) {
         const totals = new Map(endedBytes);
         for (const c of channels.list()) {
-          for (const [direction, field] of DIRECTIONS) add(totals, `${c.role}/${direction}`, c.relay.counters[field]);
+          for (const [direction, field] of DIRECTIONS) add(totals, `${pathKey(pathOf(c.role, c.target))}/${direction}`, c.relay.counters[field]);
         }
         this.reset();
-        for (const role of ROLES) {
-          for (const [direction] of DIRECTIONS) this.inc({ role, direction }, totals.get(`${role}/${direction}`) ?? 0);
+        for (const p of paths) {
+          for (const [direction] of DIRECTIONS) this.inc({ ...p, direction }, totals.get(`${pathKey(p)}/${direction}`) ?? 0);
         }
       },
     });
     new Gauge({
       name: 'vmgate_channels_active',
       help: 'Channels in their data phase',
-      labelNames: ['role'],
+      labelNames: ['role', 'route', 'target'],
       registers,
-      collect(this: Gauge<'role'>) {
-        for (const role of ROLES) this.set({ role }, sessions.active(role).channels);
+      collect(this: Gauge<'role' | 'route' | 'target'>) {
+        for (const p of paths) this.set({ ...p }, sessions.active(p.role, p.route || p.target).channels);
       },
     });
     new Gauge({
       name: 'vmgate_sessions_active',
       help: 'Migration sessions with at least one channel in its data phase',
-      labelNames: ['role'],
+      labelNames: ['role', 'route', 'target'],
       registers,
-      collect(this: Gauge<'role'>) {
-        for (const role of ROLES) this.set({ role }, sessions.active(role).sessions);
+      collect(this: Gauge<'role' | 'route' | 'target'>) {
+        for (const p of paths) this.set({ ...p }, sessions.active(p.role, p.route || p.target).sessions);
       },
     });
-    this.channelsTotal = new Counter({ name: 'vmgate_channels_total', help: 'Channels that ended after their data phase began, by outcome (ok or the cause class)', labelNames: ['role', 'outcome'], registers });
-    this.sessionsTotal = new Counter({ name: 'vmgate_sessions_total', help: 'Migration sessions that ended, by outcome (ok, or the cause of the first channel that failed)', labelNames: ['role', 'outcome'], registers });
+    this.channelsTotal = new Counter({ name: 'vmgate_channels_total', help: 'Channels that ended after their data phase began, by outcome (ok or the cause class)', labelNames: ['role', 'route', 'target', 'outcome'], registers });
+    this.sessionsTotal = new Counter({ name: 'vmgate_sessions_total', help: 'Migration sessions that ended, by outcome (ok, or the cause of the first channel that failed)', labelNames: ['role', 'route', 'target', 'outcome'], registers });
     this.handshakeFailures = new Counter({ name: 'vmgate_handshake_failures_total', help: 'Connections refused before their data phase (TLS, SASL, authorization, target), by cause code', labelNames: ['role', 'cause'], registers });
     this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
     // With workers every process probes; the peer is up only if every probe got through.
     this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer'], registers, aggregator: 'min' });
-    for (const role of ROLES) {
-      // Series exist from the start so rate() and increase() see the first event.
-      this.channelsTotal.inc({ role, outcome: 'ok' }, 0);
-      this.sessionsTotal.inc({ role, outcome: 'ok' }, 0);
-      this.handshakeSeconds.zero({ role });
-      for (const [direction] of DIRECTIONS) endedBytes.set(`${role}/${direction}`, 0);
+    // Series exist from the start so rate() and increase() see the first event.
+    for (const role of ROLES) this.handshakeSeconds.zero({ role });
+    for (const p of paths) {
+      this.channelsTotal.inc({ ...p, outcome: 'ok' }, 0);
+      this.sessionsTotal.inc({ ...p, outcome: 'ok' }, 0);
+      for (const [direction] of DIRECTIONS) endedBytes.set(`${pathKey(p)}/${direction}`, 0);
     }
 
     channels.observe({
       added: (c) => this.sessions.channelStarted(c),
       removed: (c) => {
-        for (const [direction, field] of DIRECTIONS) add(endedBytes, `${c.role}/${direction}`, c.relay.counters[field]);
+        for (const [direction, field] of DIRECTIONS) add(endedBytes, `${pathKey(pathOf(c.role, c.target))}/${direction}`, c.relay.counters[field]);
       },
     });
   }
@@ -113,9 +142,10 @@ export class PrometheusMetrics implements GatewayMetrics {
   }
 
   channelEnded(c: ObservedChannel, outcome: Outcome): void {
-    this.channelsTotal.inc({ role: c.role, outcome });
+    const path = pathOf(c.role, c.target);
+    this.channelsTotal.inc({ ...path, outcome });
     const session = this.sessions.channelEnded(c, outcome);
-    if (session !== undefined) this.sessionsTotal.inc({ role: c.role, outcome: session });
+    if (session !== undefined) this.sessionsTotal.inc({ ...path, outcome: session });
   }
 
   peerProbed(route: string, peer: string, up: boolean): void {
@@ -137,8 +167,8 @@ export class PrometheusMetrics implements GatewayMetrics {
 }
 
 /** The one entry point: registers every vmgate_* metric of one gateway on `registry`. */
-export function registerGatewayMetrics(registry: Registry, channels: ChannelSource): PrometheusMetrics {
-  return new PrometheusMetrics(registry, channels);
+export function registerGatewayMetrics(registry: Registry, channels: ChannelSource, names: MetricNames): PrometheusMetrics {
+  return new PrometheusMetrics(registry, channels, names);
 }
 
 function add(m: Map<string, number>, k: string, n: number): void {

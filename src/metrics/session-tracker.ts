@@ -2,6 +2,8 @@ import type { ObservedChannel, Outcome, Role } from './gateway-metrics.js';
 
 interface OpenSession {
   role: Role;
+  /** Route or target name. */
+  target: string;
   channels: number;
   /** The first abnormal end among its channels; `ok` while all ended normally. */
   outcome: Outcome;
@@ -23,7 +25,7 @@ export class SessionTracker {
     const k = key(c);
     const s = this.open.get(k);
     if (s) s.channels += 1;
-    else this.open.set(k, { role: c.role, channels: 1, outcome: 'ok' });
+    else this.open.set(k, { role: c.role, target: c.target, channels: 1, outcome: 'ok' });
   }
 
   /** Records a channel end; returns the session's outcome when this was its last channel. */
@@ -38,12 +40,12 @@ export class SessionTracker {
     return s.outcome;
   }
 
-  /** Sessions and channels in flight, per role. */
-  active(role: Role): { sessions: number; channels: number } {
+  /** Sessions and channels in flight, per role, and of one route or target when `target` is given. */
+  active(role: Role, target?: string): { sessions: number; channels: number } {
     let sessions = 0;
     let channels = 0;
     for (const s of this.open.values()) {
-      if (s.role !== role) continue;
+      if (s.role !== role || (target !== undefined && s.target !== target)) continue;
       sessions += 1;
       channels += s.channels;
     }

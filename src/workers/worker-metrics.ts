@@ -21,7 +21,7 @@ export class WorkerMetrics {
     const none = { address: () => undefined, close: () => Promise.resolve() };
     if (!this.enabled) return { ...none, metrics: NO_METRICS, setIdentity: () => undefined };
     this.registry = new Registry();
-    const metrics = registerGatewayMetrics(this.registry, deps.channels);
+    const metrics = registerGatewayMetrics(this.registry, deps.channels, deps.names);
     metrics.setIdentity(deps.identity);
     return { ...none, metrics, setIdentity: (id) => metrics.setIdentity(id) };
   }

@@ -23,8 +23,8 @@ test('per-process-registries-aggregate: counters and active gauges sum, build_in
   const sent = [100, 50];
   for (const [i, registry] of registries.entries()) {
     const channels = processChannels();
-    const metrics = registerGatewayMetrics(registry, channels.source);
-    channels.open({ role: 'server', session: `s${i}`, owner: 'peer', relay: { counters: { bytesOut: 7, bytesIn: sent[i] ?? 0 } } });
+    const metrics = registerGatewayMetrics(registry, channels.source, { routes: [], targets: ['incoming'] });
+    channels.open({ role: 'server', target: 'incoming', session: `s${i}`, owner: 'peer', relay: { counters: { bytesOut: 7, bytesIn: sent[i] ?? 0 } } });
     metrics.handshakeSucceeded('server', 20);
     metrics.handshakeFailed('server', 'auth-failed');
   }
@@ -37,4 +37,23 @@ test('per-process-registries-aggregate: counters and active gauges sum, build_in
   assert.equal(s.value('vmgate_handshake_failures_total', { role: 'server', cause: 'auth-failed' }), 2);
   assert.equal(s.value('vmgate_handshake_duration_seconds_count', { role: 'server' }), 2);
   assert.equal(s.sum('vmgate_build_info'), 1, 'one build, not one per process');
+});
+
+test('series carry the route or target they are about, one per configured path, never a session or port', async () => {
+  const registry = new Registry();
+  const channels = processChannels();
+  const metrics = registerGatewayMetrics(registry, channels.source, { routes: ['to-b', 'to-c'], targets: ['incoming'] });
+  const c = { role: 'route' as const, target: 'to-c', session: 'a'.repeat(32), owner: 'peer', relay: { counters: { bytesOut: 40, bytesIn: 2 } } };
+  channels.open(c);
+  metrics.channelEnded(c, 'stalled');
+  const s = parseExposition(await registry.metrics());
+  assert.equal(s.value('vmgate_bytes_total', { role: 'route', route: 'to-c', direction: 'to_peer' }), 40);
+  assert.equal(s.value('vmgate_bytes_total', { role: 'route', route: 'to-b', direction: 'to_peer' }), 0, 'a configured route has its series before its first migration');
+  assert.equal(s.value('vmgate_bytes_total', { role: 'server', target: 'incoming', direction: 'from_peer' }), 0);
+  assert.equal(s.value('vmgate_channels_total', { route: 'to-c', outcome: 'stalled' }), 1);
+  assert.equal(s.value('vmgate_sessions_total', { route: 'to-c', outcome: 'stalled' }), 1);
+  assert.equal(s.value('vmgate_channels_total', { route: 'to-b', outcome: 'ok' }), 0);
+  for (const sample of s.samples) {
+    assert.ok(!('session' in sample.labels) && !('port' in sample.labels), `${sample.name} has an unbounded label`);
+  }
 });

@@ -4,7 +4,7 @@ import type { ObservedChannel } from '../../src/metrics/gateway-metrics.js';
 import { SessionTracker } from '../../src/metrics/session-tracker.js';
 
 function channel(session: string, owner = 'peer-1', role: 'route' | 'server' = 'server'): ObservedChannel {
-  return { role, session, owner, relay: { counters: { bytesIn: 0, bytesOut: 0 } } };
+  return { role, target: 'incoming', session, owner, relay: { counters: { bytesIn: 0, bytesOut: 0 } } };
 }
 
 test('session-ends-with-its-last-channel', () => {
