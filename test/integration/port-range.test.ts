@@ -94,7 +94,7 @@ async function targetsOnFreeBlock(): Promise<{ first: number; targets: PortTarge
   throw new Error('no free block of ports found');
 }
 
-async function rangePair(o: { routeRange: string; targetRange: string; probeIntervalMs?: number }): Promise<{ p: LocalPair; logs: CapturedLogs; sockA: string }> {
+async function rangePair(o: { routeRange: string; targetRange: string; probeIntervalMs?: number; channel?: Record<string, number> }): Promise<{ p: LocalPair; logs: CapturedLogs; sockA: string }> {
   const caseDir = join(dir, `case-${n++}`);
   const sockA = join(caseDir, 'a.sock');
   const logs = captureLogs('info');
@@ -109,7 +109,9 @@ async function rangePair(o: { routeRange: string; targetRange: string; probeInte
       const routes = c['routes'] as Record<string, Record<string, unknown>>;
       Object.assign(routes['to-b'] ?? {}, { listen: o.routeRange });
       c['control'] = { socket: sockA };
+      if (o.channel) c['channel'] = o.channel;
     },
+    ...(o.channel ? { tweakB: (c: Record<string, unknown>) => void (c['channel'] = o.channel) } : {}),
   });
   return { p, logs, sockA };
 }
@@ -248,6 +250,34 @@ test('with workers, the primary listens on every port of the range and each port
   } finally {
     await a?.stop();
     await b.stop();
+    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+  }
+});
+
+test('a stalled migration on one port ends alone; the one moving on another port goes on', async () => {
+  const { first, targets } = await targetsOnFreeBlock();
+  const last = first + PORTS - 1;
+  const { p, logs } = await rangePair({ routeRange: `tcp:127.0.0.1:${first}-${last}`, targetRange: `tcp:${TARGET_HOST}:${first}-${last}`, channel: { stallTimeoutMs: 1_500 } });
+  try {
+    const quiet = await openTagged(first, 'q0');
+    const busy = await openTagged(first + 1, 'b0');
+    await logs.waitFor({ event: 'channel-open', port: first });
+    await logs.waitFor({ event: 'channel-open', port: first + 1 });
+    // The busy migration keeps moving bytes while the quiet one moves none.
+    const pump = setInterval(() => busy.write(Buffer.alloc(4096, 7)), 100);
+    let stalled: Record<string, unknown>;
+    try {
+      stalled = await logs.waitFor({ event: 'channel-close', port: first }, 15_000);
+    } finally {
+      clearInterval(pump);
+    }
+    assert.equal(stalled['cause'], 'stalled');
+    busy.end();
+    const busyEnd = await logs.waitFor({ event: 'channel-close', port: first + 1 }, 15_000);
+    assert.equal(busyEnd['cause'], 'ok', 'the moving migration was not touched');
+    quiet.destroy();
+  } finally {
+    await p.stop();
     await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
   }
 });
