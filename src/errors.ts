@@ -65,11 +65,10 @@ export const ERROR_CODES = {
   'session-unknown': 'no open session (or channel) with this id on this gateway, or the id is malformed',
   'worker-exited': 'the worker process carrying the channel exited unexpectedly',
   // command line and the local host
-  'usage': 'the vmgate command line was used wrongly (unknown command or option, missing or bad argument)',
+  'usage': 'the vmgate or vmgate-pki command line was used wrongly (unknown command or option, missing or bad argument)',
   'not-enough-memory': 'this host has too little free memory for what was asked',
   'qemu-refused': 'QEMU answered a QMP command with an error',
   // PKI (src/pki, certs/vmgate-pki)
-  'pki-usage': 'the PKI command line was used wrongly',
   'pki-bad-input': 'a PKI option is invalid (name, days, key size, reason, serial)',
   'pki-bad-san': 'a subject alternative name is malformed',
   'pki-exists': 'a PKI file exists and would be overwritten',
