@@ -88,13 +88,18 @@ export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
 }
 
+/** Facts about an error for programs and tests to match on, beside the code (e.g. the config key). */
+export type ErrorDetail = Readonly<Record<string, string | number | boolean>>;
+
 export class VmgateError extends Error {
   readonly code: ErrorCode;
+  readonly detail: ErrorDetail | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; detail?: ErrorDetail }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'VmgateError';
     this.code = code;
+    this.detail = options?.detail;
   }
 }
 
