@@ -13,9 +13,6 @@ import { PlainRejectedError, VmgateError } from '../errors.js';
 export const MAX_USER_BYTES = 255;
 export const MAX_PASSWORD_BYTES = 1024;
 
-// Re-exported until src/gateway imports it from src/errors.ts.
-export { PlainRejectedError };
-
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**

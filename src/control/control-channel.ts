@@ -112,6 +112,3 @@ export class ControlChannel {
     w?.reject(e);
   }
 }
-
-// Re-exported until src/gateway imports it from src/errors.ts.
-export { PeerError };

@@ -1,8 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import type { RouteConfig } from '../config/config.js';
 import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
-import { PeerError } from '../control/control-channel.js';
-import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import { PeerError, VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { abortConnection } from '../relay/abort-connection.js';
