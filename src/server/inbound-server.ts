@@ -99,7 +99,10 @@ export class InboundServer {
   async listen(): Promise<void> {
     const { host, port } = this.deps.config.listen;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (e) => reject(new VmgateError('config-invalid', `cannot listen on ${formatHostPort({ host, port })}: ${messageOf(e)}`, { cause: e })));
+      this.server.once('error', (e) => {
+        const address = formatHostPort({ host, port });
+        reject(new VmgateError('listen-failed', `cannot listen on server.listen ${address}: ${messageOf(e)}`, { cause: e, detail: { key: 'server.listen', address } }));
+      });
       this.server.listen(port, host, () => resolve());
     });
   }
