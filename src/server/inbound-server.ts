@@ -219,7 +219,7 @@ export class InboundServer {
     const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
     const connect = targetEndpoint(target, open.port);
     if (this.deps.channels.size >= this.deps.config.maxChannels) {
-      throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
+      throw new VmgateError('channels-full', `${this.deps.channels.size} channels already open (server.maxChannels); raise it or look for channels that should have ended (vmgate sessions)`);
     }
     const owner = c.peer.fingerprint256;
     let local: Socket;
@@ -275,7 +275,7 @@ export class InboundServer {
     c.handshakeDone();
     const owner = c.peer.fingerprint256;
     const r = await this.notices.report(owner, req.session, req.channel);
-    if (!r) throw new VmgateError('target-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
+    if (!r) throw new VmgateError('report-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
     c.ctrl.send({ type: MessageType.REPORTED, code: r.cause, message: r.message, bytesIn: r.bytesIn, bytesOut: r.bytesOut });
     c.s.end();
   }
