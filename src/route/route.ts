@@ -124,7 +124,7 @@ export class Route {
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
-    local.on('error', () => abandon.abort());
+    local.on('error', () => abandon.abort(new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened')));
     let peer: PeerSocket | undefined;
     try {
       const opened = await this.peerClient.open(session, channel, port, abandon.signal);

@@ -239,8 +239,8 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
       },
     },
     // A ClientHello dribbled one byte per second: cut by the TLS handshake deadline.
-    { name: 'slowloris-tls-handshake', server: 'handshake-timeout', client: 'closed', run: raw((s) => dribble(s, sslv3ClientHello())) },
-    { name: 'idle-tcp', server: 'handshake-timeout', client: 'closed', run: raw(() => undefined) },
+    { name: 'slowloris-tls-handshake', server: 'tls-timeout', client: 'closed', run: raw((s) => dribble(s, sslv3ClientHello())) },
+    { name: 'idle-tcp', server: 'tls-timeout', client: 'closed', run: raw(() => undefined) },
     // --- certificates not yet tried against a live gateway elsewhere
     { name: 'self-signed-client-cert', server: 'tls-verify-failed', client: 'frame:tls-verify-failed', run: ctl(() => undefined, () => pki.selfSigned) },
     { name: 'expired-client-cert', server: 'tls-cert-expired', client: 'frame:tls-cert-expired', run: ctl(() => undefined, () => pki.expired) },
