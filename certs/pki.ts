@@ -254,7 +254,7 @@ async function runCli(argv: readonly string[], out: Print, err: Print): Promise<
     if (e instanceof CommanderError) {
       if (e.exitCode === 0) return 0; // --help, help
       const sub = program.commands.find((c) => c.name() === argv[0]);
-      err(`error [pki-usage]: ${e.message.replace(/^error: /, '')} (see vmgate-pki ${sub !== undefined ? `${sub.name()} ` : ''}--help)`);
+      err(`error [usage]: ${e.message.replace(/^error: /, '')} (see vmgate-pki ${sub !== undefined ? `${sub.name()} ` : ''}--help)`);
       return EXIT_USAGE;
     }
     if (isVmgateError(e)) {

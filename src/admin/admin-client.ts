@@ -9,7 +9,7 @@ export function adminRequest<R extends AdminRequest>(path: string, req: R, timeo
     let buf = '';
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new VmgateError('internal', `no answer from the control socket ${path} within ${timeoutMs} ms`));
+      reject(new VmgateError('control-unreachable', `no answer from the control socket ${path} within ${timeoutMs} ms; is the gateway stuck? see its log`));
     }, timeoutMs);
     s.on('connect', () => s.write(`${JSON.stringify(req)}\n`));
     s.on('data', (d: Buffer) => (buf += d.toString('utf8')));
@@ -19,7 +19,7 @@ export function adminRequest<R extends AdminRequest>(path: string, req: R, timeo
       try {
         r = JSON.parse(buf) as Record<string, unknown>;
       } catch {
-        reject(new VmgateError('frame-malformed', `the control socket ${path} answered something that is not JSON`));
+        reject(new VmgateError('request-invalid', `the control socket ${path} answered something that is not JSON; is it a vmgate control socket?`));
         return;
       }
       if (r['ok'] === true) resolve(r as unknown as AdminReply[R['op']]);
@@ -31,7 +31,7 @@ export function adminRequest<R extends AdminRequest>(path: string, req: R, timeo
       const hint = code === 'ENOENT' || code === 'ECONNREFUSED'
         ? ' (is the gateway running, and is control.socket set in its config?)'
         : code === 'EACCES' ? ' (run as root or as a member of the control.group)' : '';
-      reject(new VmgateError('config-unreadable', `cannot reach the control socket ${path}: ${messageOf(e)}${hint}`, { cause: e }));
+      reject(new VmgateError('control-unreachable', `cannot reach the control socket ${path}: ${messageOf(e)}${hint}`, { cause: e }));
     });
   });
 }

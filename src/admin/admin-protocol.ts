@@ -12,8 +12,16 @@ export const adminRequestSchema = z.discriminatedUnion('op', [
   z.object({ op: z.literal('status') }).strict(),
   z.object({ op: z.literal('sessions') }).strict(),
   z.object({ op: z.literal('reload') }).strict(),
-  z.object({ op: z.literal('cancel'), session: z.string().regex(/^[0-9a-f]{32}$/), channel: z.number().int().min(0).max(1023).optional() }).strict(),
+  // The id and channel are checked by the server (checkCancel) so that a
+  // malformed one gets the same answer as an unknown one: session-unknown.
+  z.object({ op: z.literal('cancel'), session: z.string().max(256), channel: z.number().optional() }).strict(),
 ]);
+
+export const ADMIN_OPS = ['status', 'sessions', 'reload', 'cancel'] as const;
+
+/** A session id as `vmgate sessions` shows it. */
+export const SESSION_ID = /^[0-9a-f]{32}$/;
+export const MAX_CHANNEL = 1023;
 
 export type AdminRequest = z.infer<typeof adminRequestSchema>;
 

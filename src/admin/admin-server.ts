@@ -2,7 +2,7 @@ import type { Server, Socket } from 'node:net';
 import { VmgateError, messageOf } from '../errors.js';
 import { listenLocal } from '../local/local-socket.js';
 import type { Logger } from '../log/logger.js';
-import { adminRequestSchema, MAX_ADMIN_REQUEST, type AdminReply, type AdminRequest } from './admin-protocol.js';
+import { ADMIN_OPS, adminRequestSchema, MAX_ADMIN_REQUEST, MAX_CHANNEL, SESSION_ID, type AdminReply, type AdminRequest } from './admin-protocol.js';
 
 export type AdminHandler = (req: AdminRequest) => Promise<AdminReply[AdminRequest['op']]>;
 
@@ -30,7 +30,7 @@ function serve(s: Socket, handle: AdminHandler, log: Logger): void {
     buf += d.toString('utf8');
     const nl = buf.indexOf('\n');
     if (nl < 0) {
-      if (buf.length > MAX_ADMIN_REQUEST) reply(s, error(new VmgateError('frame-oversize', `request longer than ${MAX_ADMIN_REQUEST} bytes`)));
+      if (buf.length > MAX_ADMIN_REQUEST) reply(s, error(new VmgateError('request-invalid', `the request is longer than ${MAX_ADMIN_REQUEST} bytes without a newline`)));
       return;
     }
     s.off('data', onData);
@@ -44,16 +44,40 @@ async function answer(line: string, handle: AdminHandler, log: Logger): Promise<
   try {
     json = JSON.parse(line);
   } catch {
-    return error(new VmgateError('frame-malformed', 'request is not JSON'));
+    return error(new VmgateError('request-invalid', 'the request is not a JSON object on one line'));
   }
   const req = adminRequestSchema.safeParse(json);
-  if (!req.success) return error(new VmgateError('frame-malformed', `bad request: ${req.error.issues.map((i) => `${i.path.join('.') || 'op'}: ${i.message}`).join('; ')}`));
+  if (!req.success) return error(badRequest(json));
+  const refused = req.data.op === 'cancel' ? checkCancel(req.data.session, req.data.channel) : undefined;
+  if (refused) return error(refused);
   try {
     return { ok: true, ...(await handle(req.data)) };
   } catch (e: unknown) {
     log.warn({ event: 'admin-error', op: req.data.op }, `control request ${req.data.op} failed: ${messageOf(e)}`);
     return error(e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e)));
   }
+}
+
+/** What is wrong with a request that is JSON but not one this socket answers, in a sentence. */
+function badRequest(json: unknown): VmgateError {
+  const op = typeof json === 'object' && json !== null ? (json as Record<string, unknown>)['op'] : undefined;
+  const ops = ADMIN_OPS.map((o) => JSON.stringify(o)).join(', ');
+  if (typeof op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(op)) {
+    return new VmgateError('request-invalid', `the control socket answers the ops ${ops}; this request names ${op === undefined ? 'no op' : `op ${JSON.stringify(op)}`}`);
+  }
+  const fields = op === 'cancel' ? 'a "session" id and an optional "channel" number' : 'no field besides "op"';
+  return new VmgateError('request-invalid', `a ${op} request takes ${fields}, and this one does not fit`);
+}
+
+/** A malformed id is refused like an unknown one: either way there is no such session here. */
+function checkCancel(session: string, channel: number | undefined): VmgateError | undefined {
+  if (!SESSION_ID.test(session)) {
+    return new VmgateError('session-unknown', `no session ${JSON.stringify(session.slice(0, 64))} on this gateway: a session id is 32 lower-case hex digits, as vmgate sessions shows`);
+  }
+  if (channel !== undefined && (!Number.isInteger(channel) || channel < 0 || channel > MAX_CHANNEL)) {
+    return new VmgateError('session-unknown', `session ${session} has no channel ${channel}: channels are numbered 0 to ${MAX_CHANNEL}`);
+  }
+  return undefined;
 }
 
 function error(e: VmgateError): Record<string, unknown> {

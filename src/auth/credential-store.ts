@@ -282,7 +282,7 @@ export class CredentialStore {
       await rename(tmp, path);
     } catch (e: unknown) {
       await unlink(tmp).catch(() => undefined);
-      throw new VmgateError('internal', `cannot write credential store ${path}: ${systemCode(e) ?? messageOf(e)}`, { cause: e });
+      throw new VmgateError('credentials-unwritable', `cannot write credential store ${path}: ${systemCode(e) ?? messageOf(e)}`, { cause: e });
     }
     // Make the rename durable; some filesystems cannot fsync a directory, and the data is already safe.
     try {

@@ -8,30 +8,10 @@
  */
 import PlainMechanism from 'sasl-plain';
 import saslprepLib from '@mongodb-js/saslprep';
-import { VmgateError } from '../errors.js';
+import { PlainRejectedError, VmgateError } from '../errors.js';
 
 export const MAX_USER_BYTES = 255;
 export const MAX_PASSWORD_BYTES = 1024;
-
-export const PLAIN_REJECT_REASONS = [
-  'not-utf8',
-  'bad-separators',
-  'user-length',
-  'password-length',
-  'authzid-mismatch',
-  'saslprep',
-] as const;
-export type PlainRejectReason = (typeof PLAIN_REJECT_REASONS)[number];
-
-/** `auth-failed` with the check that failed, for the server log. */
-export class PlainRejectedError extends VmgateError {
-  readonly reason: PlainRejectReason;
-
-  constructor(reason: PlainRejectReason, message: string, options?: { cause?: unknown }) {
-    super('auth-failed', `SASL PLAIN rejected (${reason}): ${message}`, options);
-    this.reason = reason;
-  }
-}
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -52,15 +32,15 @@ export function saslprep(value: string): string | undefined {
 /** Client side: the initial response for `user`/`password`, authzid empty. */
 export function buildPlainResponse(user: string, password: string): Buffer {
   if (user.includes('\0') || password.includes('\0')) {
-    throw new VmgateError('config-invalid', 'SASL username and password must not contain NUL');
+    throw new VmgateError('password-invalid', 'the SASL user name or password contains a NUL byte, which SASL PLAIN cannot carry');
   }
   const userBytes = Buffer.byteLength(user, 'utf8');
   const passwordBytes = Buffer.byteLength(password, 'utf8');
   if (userBytes < 1 || userBytes > MAX_USER_BYTES) {
-    throw new VmgateError('config-invalid', `SASL username must be 1..${MAX_USER_BYTES} bytes, got ${userBytes}`);
+    throw new VmgateError('password-invalid', `the SASL user name is ${userBytes} bytes long; it must be 1 to ${MAX_USER_BYTES} bytes`);
   }
   if (passwordBytes < 1 || passwordBytes > MAX_PASSWORD_BYTES) {
-    throw new VmgateError('config-invalid', `SASL password must be 1..${MAX_PASSWORD_BYTES} bytes, got ${passwordBytes}`);
+    throw new VmgateError('password-invalid', `the SASL password is ${passwordBytes} bytes long; it must be 1 to ${MAX_PASSWORD_BYTES} bytes`);
   }
   return Buffer.from(new PlainMechanism().response({ authzid: '', username: user, password }), 'utf8');
 }

@@ -27,7 +27,7 @@ const MAX_SIZE_MIB = 65_536;
  */
 export async function runDemo(o: DemoOptions): Promise<boolean> {
   if (!Number.isInteger(o.sizeMiB) || o.sizeMiB < 1 || o.sizeMiB > MAX_SIZE_MIB) {
-    throw new VmgateError('config-invalid', `--size-mib must be a whole number of MiB from 1 to ${MAX_SIZE_MIB}, got ${JSON.stringify(String(o.sizeMiB))}`);
+    throw new VmgateError('usage', `--size-mib must be a whole number of MiB from 1 to ${MAX_SIZE_MIB}, got ${JSON.stringify(String(o.sizeMiB))}`);
   }
   const dir = await mkdtemp(join(tmpdir(), 'vmgate-demo-'));
   const forgetDir = o.keep ? () => undefined : onProcessExit(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import 'reflect-metadata';
-import { Command } from 'commander';
-import { isVmgateError, messageOf } from '../errors.js';
+import { Command, InvalidArgumentError } from 'commander';
 import { vmgateVersion } from '../metrics/build-info.js';
+import { cliFailure, commandOf } from './cli-errors.js';
 import { checkConfig } from './check-config.js';
 import { runDemo } from './demo.js';
 import { runDaemon } from './run.js';
@@ -10,12 +10,15 @@ import { cancelSession, controlSocketPath, reloadGateway, DEFAULT_CONTROL_SOCKET
 import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
 
 /**
- * The only place that calls process.exit. Exit codes: 0 success, 1 a coded
- * failure (message on stderr as `error [code]: ...`), 2 a usage error.
+ * The only place that calls process.exit. Exit codes (cli-errors.ts,
+ * docs/operations.md): 0 success, 1 a coded failure, 2 a usage error; either
+ * failure is one `error [code]: ...` message on stderr.
  */
 const program = new Command('vmgate')
   .description('Carry QEMU live migration between hosts over mutually authenticated TLS 1.3 + SASL')
-  .showHelpAfterError()
+  // Commander's own error text and help-on-error are replaced by cli-errors.ts;
+  // set before the subcommands are added so that they inherit it.
+  .configureOutput({ outputError: () => undefined, writeErr: () => undefined })
   .exitOverride()
   .version(vmgateVersion(), '-V, --version', 'print the vmgate version');
 
@@ -85,9 +88,9 @@ socketOpts(program.command('sessions').description('list migration sessions with
 
 socketOpts(program.command('cancel').description('end a migration session (or one channel) at once on this gateway and its peer'))
   .argument('<session>', 'session id from `vmgate sessions`')
-  .option('--channel <n>', 'only this channel')
-  .action(async (session: string, o: { socket?: string; config?: string; channel?: string }) => {
-    console.log(await cancelSession(await controlSocketPath(o), session, o.channel === undefined ? undefined : Number(o.channel)));
+  .option('--channel <n>', 'only this channel', channelNumber)
+  .action(async (session: string, o: { socket?: string; config?: string; channel?: number }) => {
+    console.log(await cancelSession(await controlSocketPath(o), session, o.channel));
   });
 
 socketOpts(program.command('reload').description('reload certificates, CRL, credentials and allow-lists, and wait for the answer (as SIGHUP, but fails when the new files are refused)'))
@@ -107,14 +110,15 @@ program
     if (!ok) process.exitCode = 1;
   });
 
+function channelNumber(text: string): number {
+  if (!/^\d{1,4}$/.test(text) || Number(text) > 1023) throw new InvalidArgumentError('a channel is a number from 0 to 1023, as vmgate sessions shows');
+  return Number(text);
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (e: unknown) {
-  const code = (e as { code?: unknown }).code;
-  if (typeof code === 'string' && code.startsWith('commander.')) {
-    process.exit(code === 'commander.helpDisplayed' || code === 'commander.version' || code === 'commander.help' ? 0 : 2);
-  }
-  if (isVmgateError(e)) console.error(`error [${e.code}]: ${e.message}`);
-  else console.error(`error [internal]: ${messageOf(e)}`);
-  process.exit(1);
+  const failure = cliFailure(e, commandOf(program, process.argv.slice(2)));
+  if (failure.message !== undefined) console.error(failure.message);
+  process.exit(failure.exitCode);
 }

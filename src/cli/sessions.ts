@@ -12,7 +12,7 @@ export async function controlSocketPath(o: { socket?: string; config?: string })
   if (o.socket) return o.socket;
   if (o.config) {
     const c = await loadConfig(o.config);
-    if (!c.control) throw new VmgateError('config-invalid', `${c.file} has no control.socket: the gateway has no control endpoint`);
+    if (!c.control) throw new VmgateError('control-unreachable', `${c.file} sets no control.socket, so that gateway has no control socket; add control.socket to it and restart it`);
     return c.control.socket;
   }
   return DEFAULT_CONTROL_SOCKET;

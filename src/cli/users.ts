@@ -15,7 +15,7 @@ export async function addUser(store: string, user: string, password: string): Pr
 
 export async function removeUser(store: string, user: string): Promise<string> {
   const s = await CredentialStore.load(store);
-  if (!s.remove(user)) throw new VmgateError('credentials-invalid', `no user ${JSON.stringify(user)} in ${store}`);
+  if (!s.remove(user)) throw new VmgateError('user-unknown', `no user ${JSON.stringify(user)} in ${store}; see vmgate users list --store ${store}`);
   await s.save(store);
   return `removed user ${user} from ${store}`;
 }
@@ -33,5 +33,5 @@ export async function readPasswordInput(opts: { passwordFile?: string; passwordS
     for await (const c of process.stdin) chunks.push(c as Buffer);
     return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
   }
-  throw new VmgateError('config-invalid', 'give the password with --password-file FILE (mode 0600) or --password-stdin');
+  throw new VmgateError('usage', 'give the password with --password-file FILE (mode 0600) or --password-stdin');
 }

@@ -38,31 +38,32 @@ export interface HostPort {
 }
 
 /**
- * Parses `HOST:PORT` / `[V6]:PORT`; returns an explanation string on failure.
+ * Parses `HOST:PORT` / `[V6]:PORT`; on failure returns what was expected, as
+ * words that complete "it must be ...".
  * Port 0 ("any free port") only makes sense for a listener.
  */
 export function parseHostPort(text: string, listener = false): HostPort | string {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
-  if (!m) return 'expected HOST:PORT (or [IPv6]:PORT)';
+  if (!m) return 'HOST:PORT (or [IPv6]:PORT)';
   const host = (m[1] ?? m[2]) as string;
   const port = Number(m[3]);
-  if (port > 65535 || (port === 0 && !listener)) return listener ? 'port must be 0..65535' : 'port must be 1..65535';
-  if (m[1] !== undefined && isIP(host) !== 6) return 'bracketed host must be an IPv6 address';
+  if (port > 65535 || (port === 0 && !listener)) return listener ? 'HOST:PORT with a port from 0 to 65535' : 'HOST:PORT with a port from 1 to 65535';
+  if (m[1] !== undefined && isIP(host) !== 6) return '[IPv6]:PORT with an IPv6 address inside the brackets';
   return { host, port };
 }
 
-/** Like parseLocalEndpoint, and also `tcp:HOST:FIRST-LAST`. */
+/** Like parseLocalEndpoint, and also `tcp:HOST:FIRST-LAST`; on failure, words that complete "it must be ...". */
 export function parseLocalPorts(text: string, baseDir: string, listener = false): LocalPorts | string {
   const m = /^tcp:(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})-(\d{1,5})$/.exec(text);
   if (!m) return parseLocalEndpoint(text, baseDir, listener);
   const host = (m[1] ?? m[2]) as string;
   const first = Number(m[3]);
   const last = Number(m[4]);
-  if (m[1] !== undefined && isIP(host) !== 6) return 'bracketed host must be an IPv6 address';
-  if (first > 65535 || last > 65535) return 'ports must be 1..65535';
-  if (first > last) return `the range ${first}-${last} runs backwards; write the lower port first`;
-  if (first < FIRST_UNPRIVILEGED_PORT) return `the range ${first}-${last} includes privileged ports (below ${FIRST_UNPRIVILEGED_PORT}); migrations never need them`;
-  if (last - first + 1 > MAX_PORT_RANGE) return `the range ${first}-${last} spans ${last - first + 1} ports; at most ${MAX_PORT_RANGE} (libvirt's default migration range is 64)`;
+  if (m[1] !== undefined && isIP(host) !== 6) return 'tcp:[IPv6]:FIRST-LAST with an IPv6 address inside the brackets';
+  if (first > 65535 || last > 65535) return 'tcp:HOST:FIRST-LAST with ports up to 65535';
+  if (first > last) return `a range with the lower port first (${last}-${first}, not ${first}-${last})`;
+  if (first < FIRST_UNPRIVILEGED_PORT) return `a range of unprivileged ports (${FIRST_UNPRIVILEGED_PORT} or above), which is all a migration needs`;
+  if (last - first + 1 > MAX_PORT_RANGE) return `a range of at most ${MAX_PORT_RANGE} ports, not ${last - first + 1} (libvirt's default migration range is 64)`;
   return { kind: 'tcp-range', host, first, last };
 }
 
@@ -77,14 +78,14 @@ export function endpointsOf(e: LocalPorts): LocalEndpoint[] {
 export function parseLocalEndpoint(text: string, baseDir: string, listener = false): LocalEndpoint | string {
   if (text.startsWith('unix:')) {
     const path = text.slice(5);
-    if (path.length === 0) return 'unix: needs a socket path';
+    if (path.length === 0) return 'unix:/path with a socket path after "unix:"';
     return { kind: 'unix', path: isAbsolute(path) ? path : resolve(baseDir, path) };
   }
   if (text.startsWith('tcp:')) {
     const hp = parseHostPort(text.slice(4), listener);
     return typeof hp === 'string' ? hp : { kind: 'tcp', ...hp };
   }
-  return 'expected tcp:HOST:PORT or unix:/path';
+  return 'tcp:HOST:PORT or unix:/path';
 }
 
 export function isLoopback(host: string): boolean {

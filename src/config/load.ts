@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
-import { VmgateError, messageOf } from '../errors.js';
+import { ConfigError, VmgateError, messageOf, type ConfigProblem } from '../errors.js';
+import { describeIssue, problem } from './config-problems.js';
 import type { Config, RouteConfig, ServerConfig, TargetConfig, TlsFiles } from './config.js';
 import { formatEndpoint, isLoopback, parseHostPort, parseLocalPorts, type LocalPorts } from './endpoint.js';
 import { configSchema, type RawConfig } from './schema.js';
@@ -19,7 +19,7 @@ export const QEMU_TLS_LAYOUT = {
   crl: 'ca-crl.pem',
 } as const;
 
-/** Reads, parses and validates a config file. Throws config-invalid listing every problem. */
+/** Reads, parses and validates a config file. Throws a ConfigError (config-invalid) listing every problem. */
 export async function loadConfig(file: string): Promise<Config> {
   const path = resolve(file);
   return parseConfig(await readConfigText(path), path);
@@ -37,43 +37,20 @@ export async function readConfigText(path: string): Promise<string> {
 export function parseConfig(text: string, path: string): Config {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw invalid(path, doc.errors.map((e) => `YAML: ${e.message}`));
+    throw new ConfigError(path, doc.errors.map((e) => problem('(top level)', 'yaml', `the file is not valid YAML: ${e.message}`)));
   }
-  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  const root: unknown = doc.toJS() ?? {};
+  const parsed = configSchema.safeParse(root);
   if (!parsed.success) {
-    throw invalid(path, parsed.error.issues.map((i) => describeIssue(i, doc.toJS())));
+    throw new ConfigError(path, parsed.error.issues.flatMap((i) => describeIssue(i, root, configSchema)));
   }
-  const problems: string[] = [];
+  const problems: ConfigProblem[] = [];
   const config = resolveConfig(parsed.data, path, problems);
-  if (problems.length > 0) throw invalid(path, problems);
+  if (problems.length > 0) throw new ConfigError(path, problems);
   return config;
 }
 
-function invalid(path: string, problems: string[]): VmgateError {
-  const list = problems.map((p) => `  - ${p}`).join('\n');
-  return new VmgateError('config-invalid', `config ${path} is invalid:\n${list}`);
-}
-
-function describeIssue(issue: z.core.$ZodIssue, root: unknown): string {
-  const key = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-  if (issue.code === 'unrecognized_keys') {
-    return `${key}: unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; check the spelling against docs/configuration.md`;
-  }
-  const value = valueAt(root, issue.path);
-  const shown = value === undefined ? 'missing' : `got ${JSON.stringify(value)}`;
-  return `${key}: ${shown}; expected ${issue.message.replace(/^Invalid input: expected /, '')}`;
-}
-
-function valueAt(root: unknown, path: PropertyKey[]): unknown {
-  let v: unknown = root;
-  for (const k of path) {
-    if (typeof v !== 'object' || v === null) return undefined;
-    v = (v as Record<PropertyKey, unknown>)[k];
-  }
-  return v;
-}
-
-function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config {
+function resolveConfig(raw: RawConfig, path: string, problems: ConfigProblem[]): Config {
   const base = dirname(path);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const tls = resolveTls(raw.tls, abs, problems);
@@ -94,7 +71,7 @@ function resolveConfig(raw: RawConfig, path: string, problems: string[]): Config
   };
 }
 
-function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems: string[]): TlsFiles {
+function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems: ConfigProblem[]): TlsFiles {
   const pick = (key: keyof typeof QEMU_TLS_LAYOUT): string | undefined => {
     const explicit = raw[key];
     if (explicit !== undefined) return abs(explicit);
@@ -102,7 +79,7 @@ function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems:
   };
   const need = (key: Exclude<keyof typeof QEMU_TLS_LAYOUT, 'crl'>): string => {
     const p = pick(key);
-    if (p === undefined) problems.push(`tls.${key}: missing; expected a file path, or tls.dir pointing at a QEMU tls-creds-x509 directory`);
+    if (p === undefined) problems.push(problem(`tls.${key}`, 'missing', `tls.${key} is missing; give a file path, or set tls.dir to a QEMU tls-creds-x509 directory.`));
     return p ?? '';
   };
   const cert = need('cert');
@@ -116,17 +93,19 @@ function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems:
   return { ca: need('ca'), cert, key, clientCert, clientKey, crl };
 }
 
-function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: string[], listener: boolean): LocalPorts {
+function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: ConfigProblem[], listener: boolean): LocalPorts {
   const e = parseLocalPorts(text, base, listener);
   if (typeof e === 'string') {
-    problems.push(`${key}: got ${JSON.stringify(text)}; ${e}`);
+    problems.push(problem(key, 'bad-value', `${key} is ${JSON.stringify(text)}; it must be ${e}.`));
     return { kind: 'unix', path: '' };
   }
   if (e.kind !== 'unix' && !isLoopback(e.host) && !unsafe) {
-    problems.push(
-      `${key}: got ${JSON.stringify(formatEndpoint(e))}; expected a loopback address (127.0.0.1, ::1) or a unix socket — ` +
-        'migration streams are plain text on this leg. Set unsafeAllowNonLoopback: true beside it only if that network is trusted',
-    );
+    problems.push(problem(
+      key,
+      'bad-value',
+      `${key} is ${JSON.stringify(formatEndpoint(e))}, not on loopback; it must be a loopback address (127.0.0.1, ::1) or a unix socket, ` +
+        'because migration streams are plain text on this leg. Set unsafeAllowNonLoopback: true beside it only if that network is trusted.',
+    ));
   }
   return e;
 }
@@ -138,11 +117,17 @@ function localEndpoint(key: string, text: string, base: string, unsafe: boolean,
  * overlap, which is how one host keeps a route per peer and its own
  * incoming QEMUs apart.
  */
-function checkPortOverlaps(server: ServerConfig | undefined, routes: RouteConfig[], problems: string[]): void {
+function checkPortOverlaps(server: ServerConfig | undefined, routes: RouteConfig[], problems: ConfigProblem[]): void {
   const listeners: Array<{ key: string; e: LocalPorts }> = [];
   const check = (key: string, e: LocalPorts, listens: boolean): void => {
     const clash = listeners.find((l) => overlap(l.e, e));
-    if (clash) problems.push(`${key}: ${formatEndpoint(e)} overlaps ${clash.key} (${formatEndpoint(clash.e)}); give each its own ports, or its own loopback address (127.0.0.2, ...)`);
+    if (clash) {
+      problems.push(problem(
+        key,
+        'bad-value',
+        `${key} is ${JSON.stringify(formatEndpoint(e))}, which overlaps ${clash.key} (${formatEndpoint(clash.e)}); give each its own ports, or its own loopback address (127.0.0.2, ...).`,
+      ));
+    }
     if (listens) listeners.push({ key, e });
   };
   for (const r of routes) check(`routes.${r.name}.listen`, r.listen, true);
@@ -158,14 +143,14 @@ function overlap(a: LocalPorts, b: LocalPorts): boolean {
   return a.host === b.host && a0 !== 0 && b0 !== 0 && a0 <= b1 && b0 <= a1;
 }
 
-function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) => string, base: string, problems: string[]): ServerConfig {
+function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) => string, base: string, problems: ConfigProblem[]): ServerConfig {
   const listen = parseHostPort(raw.listen, true);
-  if (typeof listen === 'string') problems.push(`server.listen: got ${JSON.stringify(raw.listen)}; ${listen}`);
+  if (typeof listen === 'string') problems.push(problem('server.listen', 'bad-value', `server.listen is ${JSON.stringify(raw.listen)}; it must be ${listen}.`));
   const targets = new Map<string, TargetConfig>();
   for (const [name, t] of Object.entries(raw.targets)) {
     const key = `server.targets.${name}`;
     if (t.allow.length === 0) {
-      problems.push(`${key}.allow: empty; an empty allow-list admits no one — add { peer: <certificate name>, user: <SASL user> }`);
+      problems.push(problem(`${key}.allow`, 'bad-value', `${key}.allow is empty, so it admits no one; add { peer: <certificate name>, user: <SASL user> }.`));
     }
     targets.set(name, { name, connect: localEndpoint(`${key}.connect`, t.connect, base, t.unsafeAllowNonLoopback, problems, false), allow: t.allow });
   }
@@ -181,26 +166,28 @@ function resolveServer(raw: NonNullable<RawConfig['server']>, abs: (p: string) =
   };
 }
 
-function resolveMetrics(raw: NonNullable<RawConfig['metrics']>, problems: string[]): NonNullable<Config['metrics']> {
+function resolveMetrics(raw: NonNullable<RawConfig['metrics']>, problems: ConfigProblem[]): NonNullable<Config['metrics']> {
   const listen = parseHostPort(raw.listen, true);
   if (typeof listen === 'string') {
-    problems.push(`metrics.listen: got ${JSON.stringify(raw.listen)}; ${listen}`);
+    problems.push(problem('metrics.listen', 'bad-value', `metrics.listen is ${JSON.stringify(raw.listen)}; it must be ${listen}.`));
     return { listen: { host: '', port: 0 } };
   }
   if (!isLoopback(listen.host) && !raw.unsafeAllowNonLoopback) {
-    problems.push(
-      `metrics.listen: got ${JSON.stringify(raw.listen)}; expected a loopback address (127.0.0.1, ::1) — the endpoints are plain HTTP ` +
-        'without authentication and show session, peer and certificate details. Scrape through a local agent or proxy, or set ' +
-        'metrics.unsafeAllowNonLoopback: true only if that network is trusted',
-    );
+    problems.push(problem(
+      'metrics.listen',
+      'bad-value',
+      `metrics.listen is ${JSON.stringify(raw.listen)}, not on loopback; it must be a loopback address (127.0.0.1, ::1), because the endpoints are ` +
+        'plain HTTP without authentication and show session, peer and certificate details. Scrape through a local agent or proxy, or set ' +
+        'metrics.unsafeAllowNonLoopback: true only if that network is trusted.',
+    ));
   }
   return { listen };
 }
 
-function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: string) => string, base: string, problems: string[]): RouteConfig {
+function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: string) => string, base: string, problems: ConfigProblem[]): RouteConfig {
   const key = `routes.${name}`;
   const peer = parseHostPort(raw.peer);
-  if (typeof peer === 'string') problems.push(`${key}.peer: got ${JSON.stringify(raw.peer)}; ${peer}`);
+  if (typeof peer === 'string') problems.push(problem(`${key}.peer`, 'bad-value', `${key}.peer is ${JSON.stringify(raw.peer)}; it must be ${peer}.`));
   return {
     name,
     listen: localEndpoint(`${key}.listen`, raw.listen, base, raw.unsafeAllowNonLoopback, problems, true),

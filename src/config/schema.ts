@@ -1,28 +1,31 @@
 import { z } from 'zod';
+import { NAME_RULE } from './config-problems.js';
 
 /**
  * The shape of a gateway's YAML config file, as the operator writes it.
  * Semantic checks that need more than a shape (addresses, loopback rules,
- * cross references) live in validate.ts so every message can name its key.
+ * cross references) live in load.ts, and every problem names its key.
  */
 
-const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'a name of letters, digits, ".", "_" or "-" (max 64)');
-const path = z.string().min(1, 'a file path');
-const ms = (min: number, max: number) => z.number().int().min(min).max(max);
+// Descriptions say what a key takes, in the words config errors use (config-problems.ts).
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/).describe(`a name of ${NAME_RULE}`);
+const path = z.string().min(1).describe('a file path');
+const ms = (min: number, max: number) => z.number().int().min(min).max(max).describe(`a whole number of milliseconds from ${min} to ${max}`);
+const group = z.union([z.string().min(1), z.number().int().min(0)]).describe('a group name, or a group number (0 or more)');
 
 export const allowRuleSchema = z.object({
-  peer: z.string().min(1, 'a certificate name (DNS SAN or CN) or "*" for any verified peer'),
-  user: z.string().min(1, 'a SASL user name or "*" for any authenticated user'),
+  peer: z.string().min(1).describe('a certificate name (DNS SAN or CN), or "*" for any verified peer'),
+  user: z.string().min(1).describe('a SASL user name, or "*" for any authenticated user'),
 }).strict();
 
 export const targetSchema = z.object({
-  connect: z.string(),
+  connect: z.string().describe('tcp:HOST:PORT or unix:/path'),
   allow: z.array(allowRuleSchema).default([]),
   unsafeAllowNonLoopback: z.boolean().default(false),
 }).strict();
 
 export const serverSchema = z.object({
-  listen: z.string(),
+  listen: z.string().describe('HOST:PORT (or [IPv6]:PORT)'),
   credentials: path,
   targets: z.record(name, targetSchema),
   handshakeTimeoutMs: ms(100, 120_000).default(10_000),
@@ -33,11 +36,11 @@ export const serverSchema = z.object({
 }).strict();
 
 export const routeSchema = z.object({
-  listen: z.string(),
-  peer: z.string(),
-  peerName: z.string().min(1),
+  listen: z.string().describe('tcp:HOST:PORT or unix:/path'),
+  peer: z.string().describe('HOST:PORT (or [IPv6]:PORT) of the peer gateway'),
+  peerName: z.string().min(1).describe("the name the peer's certificate carries (DNS SAN or CN)"),
   target: name,
-  user: z.string().min(1).max(255),
+  user: z.string().min(1).max(255).describe('a SASL user name of 1 to 255 bytes'),
   passwordFile: path,
   unsafeAllowNonLoopback: z.boolean().default(false),
   connectTimeoutMs: ms(100, 120_000).default(10_000),
@@ -45,9 +48,12 @@ export const routeSchema = z.object({
    * How often to check that the peer would open a channel (TLS, SASL, target
    * allowed), which also keeps the path warm; 0: never.
    */
-  probeIntervalMs: ms(0, 3_600_000).refine((v) => v === 0 || v >= 1_000, 'must be 0 (never) or at least 1000').default(30_000),
+  probeIntervalMs: ms(0, 3_600_000)
+    .refine((v) => v === 0 || v >= 1_000)
+    .describe('0 (never probe), or a whole number of milliseconds from 1000 to 3600000')
+    .default(30_000),
   /** For a unix `listen`: the group QEMU runs in may connect (socket mode 0660); otherwise 0600. */
-  socketGroup: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
+  socketGroup: group.optional(),
 }).strict();
 
 export const tlsSchema = z.object({
@@ -77,11 +83,11 @@ export const configSchema = z.object({
     /** Unix socket for `vmgate sessions|cancel|status`; never a network address. */
     socket: path,
     /** Group (name or number) allowed to use it besides root; socket mode 0660 then, else 0600. */
-    group: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
+    group: group.optional(),
   }).strict().optional(),
   metrics: z.object({
     /** Prometheus listener HOST:PORT for /metrics, /healthz and /readyz; loopback unless unsafeAllowNonLoopback. */
-    listen: z.string(),
+    listen: z.string().describe('HOST:PORT (or [IPv6]:PORT)'),
     unsafeAllowNonLoopback: z.boolean().default(false),
   }).strict().optional(),
   /**
@@ -89,7 +95,7 @@ export const configSchema = z.object({
    * one process, as without the key. More: the primary process accepts
    * every connection and spreads them over this many workers.
    */
-  workers: z.number().int().min(1, 'a whole number of worker processes, at least 1').max(64, 'at most 64 worker processes').default(1),
+  workers: z.number().int().min(1).max(64).describe('a whole number of worker processes from 1 to 64').default(1),
   log: z.object({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   }).strict().default({ level: 'info' }),

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { VmgateError, messageOf } from '../errors.js';
+import { PeerError, VmgateError, messageOf } from '../errors.js';
 import { FrameDecoder, MAX_FRAME_LENGTH } from './frame-codec.js';
 import { MESSAGE_NAMES, MessageType, decodeMessage, encodeMessage, type Message } from './messages.js';
 
@@ -111,9 +111,4 @@ export class ControlChannel {
     this.waiter = undefined;
     w?.reject(e);
   }
-}
-
-/** A refusal the peer sent us as an ERROR frame; its code is the peer's verdict. */
-export class PeerError extends VmgateError {
-  readonly fromPeer = true;
 }

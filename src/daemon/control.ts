@@ -23,7 +23,7 @@ export async function answer(daemon: Daemon, req: AdminRequest, log: Logger): Pr
     case 'cancel': {
       const what = req.channel === undefined ? `session ${req.session}` : `channel ${req.channel} of session ${req.session}`;
       const n = await daemon.endChannels(req, 'cancelled', `cancelled by an operator (${what})`);
-      if (n === 0) throw new VmgateError('target-unknown', `no open ${what} on this gateway (see vmgate sessions)`);
+      if (n === 0) throw new VmgateError('session-unknown', `no open ${what} on this gateway; vmgate sessions lists the open ones`);
       log.warn({ event: 'cancelled', session: req.session, channel: req.channel, channels: n }, `operator cancelled ${what}: ended ${n} channel(s)`);
       return { cancelled: n };
     }

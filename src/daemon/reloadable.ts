@@ -59,6 +59,6 @@ export async function loadFromChecked(running: Config, checked: CheckedReload): 
 
 async function readPassword(file: string, route: string, source: FileSource): Promise<string> {
   const text = (await source.secret(file, `password file of route ${route}`)).toString('utf8').replace(/\r?\n$/, '');
-  if (text.length === 0) throw new VmgateError('config-invalid', `password file ${file} of route ${route} is empty`);
+  if (text.length === 0) throw new VmgateError('password-invalid', `password file ${file} of route ${route} is empty; write the route's SASL password into it`);
   return text;
 }

@@ -178,6 +178,6 @@ function checkHostMemory(memMiB: number): void {
   const needMiB = 2 * memMiB;
   const freeMiB = Math.floor(freemem() / MiB);
   if (needMiB > freeMiB * 0.8) {
-    throw new VmgateError('config-invalid', `--size-mib ${memMiB}: two ${memMiB} MiB guests need about ${needMiB} MiB, this host has ${freeMiB} MiB free; pick a smaller --size-mib`);
+    throw new VmgateError('not-enough-memory', `--size-mib ${memMiB}: two ${memMiB} MiB guests need about ${needMiB} MiB, this host has ${freeMiB} MiB free; pick a smaller --size-mib`);
   }
 }

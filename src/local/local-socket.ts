@@ -44,7 +44,9 @@ export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Soc
   if (endpoint.kind === 'unix') await removeStaleSocket(endpoint.path);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, highWaterMark: RELAY_HIGH_WATER_MARK }, onConnection);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (e) => reject(new VmgateError('config-invalid', `cannot listen on ${formatEndpoint(endpoint)}: ${messageOf(e)}`, { cause: e })));
+    server.once('error', (e) =>
+      reject(new VmgateError('listen-failed', `cannot listen on ${formatEndpoint(endpoint)}: ${messageOf(e)}`, { cause: e, detail: { address: formatEndpoint(endpoint) } })),
+    );
     if (endpoint.kind === 'tcp') server.listen(endpoint.port, endpoint.host, resolve);
     else server.listen(endpoint.path, resolve);
   });
@@ -54,7 +56,7 @@ export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Soc
       if (gid !== undefined) await chown(endpoint.path, process.getuid?.() ?? 0, gid);
     } catch (e: unknown) {
       server.close();
-      throw new VmgateError('config-invalid', `cannot set the permissions of unix:${endpoint.path}: ${messageOf(e)}`, { cause: e });
+      throw new VmgateError('listen-failed', `cannot set the permissions of unix:${endpoint.path}: ${messageOf(e)}`, { cause: e, detail: { address: formatEndpoint(endpoint) } });
     }
   }
   return server;
@@ -63,7 +65,9 @@ export async function listenLocal(endpoint: LocalEndpoint, onConnection: (s: Soc
 async function removeStaleSocket(path: string): Promise<void> {
   try {
     const st = await lstat(path);
-    if (!st.isSocket()) throw new VmgateError('config-invalid', `cannot listen on unix:${path}: a file that is not a socket is in the way`);
+    if (!st.isSocket()) {
+      throw new VmgateError('listen-failed', `cannot listen on unix:${path}: a file that is not a socket is in the way; move it or pick another path`, { detail: { address: `unix:${path}` } });
+    }
     await unlink(path);
   } catch (e: unknown) {
     if (systemCode(e) !== 'ENOENT') throw e;

@@ -33,7 +33,10 @@ export class MetricsServer {
     server.maxConnections = 64;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
-        reject(new VmgateError('config-invalid', `cannot listen on metrics.listen ${formatHostPort(o.listen)}: ${messageOf(e)}; pick a free port or remove the metrics key`, { cause: e })),
+        reject(new VmgateError('listen-failed', `cannot listen on metrics.listen ${formatHostPort(o.listen)}: ${messageOf(e)}; pick a free port or remove the metrics key`, {
+          cause: e,
+          detail: { key: 'metrics.listen', address: formatHostPort(o.listen) },
+        })),
       );
       server.listen(o.listen.port, o.listen.host, () => resolve());
     });

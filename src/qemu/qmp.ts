@@ -13,26 +13,12 @@
  */
 import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { QmpError } from '../errors.js';
 
 export interface QmpEvent {
   readonly event: string;
   readonly data: Record<string, unknown>;
   readonly timestamp: { readonly seconds: number; readonly microseconds: number };
-}
-
-/** An error answer from QEMU: `{"error": {"class": ..., "desc": ...}}`. */
-export class QmpError extends Error {
-  readonly errorClass: string;
-  readonly desc: string;
-  readonly command: string;
-
-  constructor(command: string, errorClass: string, desc: string) {
-    super(`QMP ${command}: ${errorClass}: ${desc}`);
-    this.name = 'QmpError';
-    this.command = command;
-    this.errorClass = errorClass;
-    this.desc = desc;
-  }
 }
 
 /** What `query-migrate` returns (the fields vmgate reads; QEMU adds more). */

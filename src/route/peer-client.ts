@@ -69,7 +69,8 @@ export class PeerClient {
   private async request<T>(ask: (ctrl: ControlChannel) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const { peer, ctrl, done } = await connectPeer(this.login, signal);
     const abandon = (): void => {
-      peer.tls.destroy(new VmgateError('cancelled', 'abandoned: the gateway is stopping'));
+      // The signal is the probe's: it fires when the gateway stops (PeerProbe.stop).
+      peer.tls.destroy(new VmgateError('shutdown', 'abandoned: the gateway is stopping'));
     };
     signal?.addEventListener('abort', abandon);
     try {

@@ -70,7 +70,7 @@ export class PeerProbe {
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    this.stopping.abort();
+    this.stopping.abort(new VmgateError('shutdown', 'the gateway is stopping'));
   }
 
   status(): PeerProbeStatus {

@@ -1,8 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import type { RouteConfig } from '../config/config.js';
 import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
-import { PeerError } from '../control/control-channel.js';
-import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import { PeerError, VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { abortConnection } from '../relay/abort-connection.js';
@@ -125,7 +124,7 @@ export class Route {
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
-    local.on('error', () => abandon.abort());
+    local.on('error', () => abandon.abort(new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened')));
     let peer: PeerSocket | undefined;
     try {
       const opened = await this.peerClient.open(session, channel, port, abandon.signal);

@@ -99,7 +99,10 @@ export class InboundServer {
   async listen(): Promise<void> {
     const { host, port } = this.deps.config.listen;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', (e) => reject(new VmgateError('config-invalid', `cannot listen on ${formatHostPort({ host, port })}: ${messageOf(e)}`, { cause: e })));
+      this.server.once('error', (e) => {
+        const address = formatHostPort({ host, port });
+        reject(new VmgateError('listen-failed', `cannot listen on server.listen ${address}: ${messageOf(e)}`, { cause: e, detail: { key: 'server.listen', address } }));
+      });
       this.server.listen(port, host, () => resolve());
     });
   }
@@ -216,7 +219,7 @@ export class InboundServer {
     const target = authorizeOpen(this.deps.targets(), open.target, c.peer, c.user);
     const connect = targetEndpoint(target, open.port);
     if (this.deps.channels.size >= this.deps.config.maxChannels) {
-      throw new VmgateError('busy', `${this.deps.channels.size} channels already open (server.maxChannels)`);
+      throw new VmgateError('channels-full', `${this.deps.channels.size} channels already open (server.maxChannels); raise it or look for channels that should have ended (vmgate sessions)`);
     }
     const owner = c.peer.fingerprint256;
     let local: Socket;
@@ -272,7 +275,7 @@ export class InboundServer {
     c.handshakeDone();
     const owner = c.peer.fingerprint256;
     const r = await this.notices.report(owner, req.session, req.channel);
-    if (!r) throw new VmgateError('target-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
+    if (!r) throw new VmgateError('report-unknown', `no record of channel ${req.channel} of session ${req.session} on this gateway`);
     c.ctrl.send({ type: MessageType.REPORTED, code: r.cause, message: r.message, bytesIn: r.bytesIn, bytesOut: r.bytesOut });
     c.s.end();
   }

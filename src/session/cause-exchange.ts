@@ -133,7 +133,7 @@ export class DestinationCauses {
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new VmgateError('handshake-timeout', `no answer within ${ms} ms`)), ms);
+    const t = setTimeout(() => reject(new VmgateError('report-timeout', `no answer within ${ms} ms`)), ms);
     p.then(
       (v) => {
         clearTimeout(t);

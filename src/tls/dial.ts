@@ -79,9 +79,13 @@ export function dialPeer(o: DialOptions): Promise<PeerSocket> {
       const err = classifyPeerError(e);
       finish(new VmgateError(err.code, `${where}: ${err.message}`, { cause: e }));
     };
-    const onAbort = (): void => finish(new VmgateError('cancelled', `dial to ${where} abandoned: the local connection closed`));
+    // The signal's reason says why (local-closed from a route, shutdown from a probe).
+    const onAbort = (): void => {
+      const why: unknown = o.signal?.reason;
+      finish(why instanceof VmgateError ? new VmgateError(why.code, `dial to ${where} abandoned: ${why.message}`) : new VmgateError('local-closed', `dial to ${where} abandoned: the local connection closed`));
+    };
     const timer = setTimeout(
-      () => finish(new VmgateError(tls ? 'tls-failed' : 'peer-unreachable', `${where}: no ${tls ? 'TLS handshake' : 'TCP connection'} within ${o.timeoutMs} ms`)),
+      () => finish(new VmgateError(tls ? 'tls-timeout' : 'peer-unreachable', `${where}: no ${tls ? 'TLS handshake' : 'TCP connection'} within ${o.timeoutMs} ms`)),
       o.timeoutMs,
     );
     o.signal?.addEventListener('abort', onAbort);

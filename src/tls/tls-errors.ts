@@ -55,7 +55,7 @@ const NETWORK: Record<string, [ErrorCode, string]> = {
   ECONNRESET: ['peer-reset', 'the connection was reset by the peer'],
   EPIPE: ['peer-reset', 'the peer closed the connection'],
   // Node's tls.Server `handshakeTimeout`: a client that is idle or dribbles its handshake (slowloris).
-  ERR_TLS_HANDSHAKE_TIMEOUT: ['handshake-timeout', 'the TLS handshake did not finish within server.handshakeTimeoutMs (an idle or very slow client)'],
+  ERR_TLS_HANDSHAKE_TIMEOUT: ['tls-timeout', 'the TLS handshake did not finish within server.handshakeTimeoutMs (an idle or very slow client)'],
 };
 
 /** Classify an error seen on a gateway-to-gateway connection. */

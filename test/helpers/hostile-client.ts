@@ -12,9 +12,9 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { buildPlainResponse } from '../../src/auth/sasl-plain.js';
-import { ControlChannel, PeerError } from '../../src/control/control-channel.js';
+import { ControlChannel } from '../../src/control/control-channel.js';
 import { MessageType } from '../../src/control/messages.js';
-import { VmgateError } from '../../src/errors.js';
+import { PeerError, VmgateError } from '../../src/errors.js';
 import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 import { classifyPeerError } from '../../src/tls/tls-errors.js';
 

@@ -112,12 +112,16 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
   }
 });
 
-test('cancel-unknown-session: coded error, nothing else touched', async () => {
+test('cancel-unknown-session: an unknown or malformed id is session-unknown, nothing else touched', async () => {
   const sink = await startSink(0);
   const { p, sockA } = await pair(sink.port);
   try {
-    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: 'f'.repeat(32) }), (e: unknown) => (e as { code?: string }).code === 'target-unknown');
-    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: '../../etc' } as never), (e: unknown) => (e as { code?: string }).code === 'frame-malformed');
+    const unknown = (e: unknown): boolean => (e as { code?: string }).code === 'session-unknown';
+    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: 'f'.repeat(32) }), unknown);
+    // A malformed id gets the same answer as an unknown one, not a request error.
+    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: '../../etc' }), unknown);
+    await assert.rejects(adminRequest(sockA, { op: 'cancel', session: 'f'.repeat(32), channel: 5000 }), unknown);
+    await assert.rejects(adminRequest(sockA, { op: 'frobnicate' } as never), (e: unknown) => (e as { code?: string }).code === 'request-invalid');
   } finally {
     await p.stop(0);
     await sink.close();

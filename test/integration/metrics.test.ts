@@ -9,7 +9,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { startLocalPair, type LocalPair, type LocalPairOptions } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { Gateway } from '../../src/daemon/gateway.js';
-import { code } from '../helpers/assert-code.js';
+import { isVmgateError, systemCode } from '../../src/errors.js';
 import { countingTarget } from '../helpers/counting-target.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { renewHost, withTestPki, type TestPki } from '../helpers/pki.js';
@@ -310,7 +310,7 @@ test('build-info: one series with the package version and the Node.js version', 
   }
 });
 
-test('metrics-port-taken: a metrics address in use stops the start with config-invalid naming metrics.listen, and nothing is left listening', async () => {
+test('metrics-port-taken: a metrics address in use stops the start with listen-failed naming metrics.listen, and nothing is left listening', async () => {
   const taken = createServer();
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
   const port = (taken.address() as { port: number }).port;
@@ -318,7 +318,13 @@ test('metrics-port-taken: a metrics address in use stops the start with config-i
   try {
     await assert.rejects(
       startLocalPair({ dir: join(dir, `case-${n++}`), targetConnect: 'tcp:127.0.0.1:9', log: logs.log, pkiA: pki.hostA, pkiB: pki.hostB, tweakB: (c) => (c['metrics'] = { listen: `127.0.0.1:${port}` }) }),
-      code('config-invalid', `metrics.listen 127.0.0.1:${port}`, 'EADDRINUSE'),
+      (e: unknown) => {
+        assert.ok(isVmgateError(e), String(e));
+        assert.equal(e.code, 'listen-failed');
+        assert.deepEqual(e.detail, { key: 'metrics.listen', address: `127.0.0.1:${port}` });
+        assert.equal(systemCode(e.cause), 'EADDRINUSE');
+        return true;
+      },
     );
     assert.equal(logs.find({ event: 'ready' }).length, 0, 'no gateway listener was opened');
   } finally {

@@ -98,14 +98,14 @@ test('cli-bad-input: malformed SAN, unknown reason, missing option, bad number e
   assertOneLineError(r, 'pki-bad-input');
   r = pki('issue', '--ca', ca, '--cn', 'x');
   assert.equal(r.status, 2);
-  assertOneLineError(r, 'pki-usage');
+  assertOneLineError(r, 'usage');
   assert.match(r.stderr, /--out/);
   r = pki('issue', '--ca', ca, '--out', join(root, 'y'), '--cn', 'y', '--days', 'soon');
   assert.equal(r.status, 2);
-  assertOneLineError(r, 'pki-usage');
+  assertOneLineError(r, 'usage');
   r = pki('frobnicate');
   assert.equal(r.status, 2);
-  assertOneLineError(r, 'pki-usage');
+  assertOneLineError(r, 'usage');
 });
 
 test('cli-no-overwrite: issuing twice into a dir exits 1 naming the file; --force replaces it', async () => {

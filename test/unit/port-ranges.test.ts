@@ -8,7 +8,7 @@ import { endpointsOf, parseLocalPorts } from '../../src/config/endpoint.js';
 import { parseConfig } from '../../src/config/load.js';
 import { decodeMessage, encodeMessage, MessageType, type Message } from '../../src/control/messages.js';
 import { FrameDecoder } from '../../src/control/frame-codec.js';
-import { VmgateError } from '../../src/errors.js';
+import { ConfigError, VmgateError } from '../../src/errors.js';
 
 const FILE = '/etc/vmgate/host-a.yaml';
 
@@ -25,14 +25,14 @@ routes:
 ${extraRoute}`;
 }
 
-/** The config-invalid problem lines (each names its key first: that key is what the operator must find). */
+/** The keys of the config-invalid problems (that key is what the operator must find). */
 function problemKeys(text: string): string[] {
   try {
     parseConfig(text, FILE);
   } catch (e: unknown) {
-    assert.ok(e instanceof VmgateError);
+    assert.ok(e instanceof ConfigError, String(e));
     assert.equal(e.code, 'config-invalid');
-    return [...e.message.matchAll(/^ {2}- ([\w.-]+):/gm)].map((m) => m[1] ?? '');
+    return e.problems.map((p) => p.key);
   }
   return [];
 }

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildPlainResponse, parsePlainResponse, PlainRejectedError, type PlainRejectReason } from '../../src/auth/sasl-plain.js';
-import { isVmgateError } from '../../src/errors.js';
+import { buildPlainResponse, parsePlainResponse } from '../../src/auth/sasl-plain.js';
+import { isVmgateError, PlainRejectedError, type PlainRejectReason } from '../../src/errors.js';
 
 const SECRET = 'hunter2-Secret';
 
@@ -83,7 +83,7 @@ test('saslprep-empty-after-mapping-rejected', () => rejected(plain(`\0\u00ad\0${
 test('saslprep-password-empty-after-mapping-rejected', () => rejected(plain('\0alice\0\u034f\u00ad'), 'saslprep'));
 
 test('build-refuses-nul-in-credentials', () => {
-  assert.throws(() => buildPlainResponse('al\0ice', SECRET), (e: unknown) => isVmgateError(e) && e.code === 'config-invalid');
-  assert.throws(() => buildPlainResponse('alice', `${SECRET}\0x`), (e: unknown) => isVmgateError(e) && e.code === 'config-invalid');
-  assert.throws(() => buildPlainResponse('', SECRET), (e: unknown) => isVmgateError(e) && e.code === 'config-invalid');
+  assert.throws(() => buildPlainResponse('al\0ice', SECRET), (e: unknown) => isVmgateError(e) && e.code === 'password-invalid');
+  assert.throws(() => buildPlainResponse('alice', `${SECRET}\0x`), (e: unknown) => isVmgateError(e) && e.code === 'password-invalid');
+  assert.throws(() => buildPlainResponse('', SECRET), (e: unknown) => isVmgateError(e) && e.code === 'password-invalid');
 });
