@@ -52,7 +52,7 @@ async function refusal(p: Promise<unknown>): Promise<string> {
   return e.code;
 }
 
-test('ABORT ends the running channel with the cause the source sent, and only for the peer that owns the session', async () => {
+test('ABORT ends the running channel with the cause the source sent, and only for the peer that owns the session', { timeout: 30_000 }, async () => {
   const b = await startInbound({ dir: pki.hostB, targetPort: target.port });
   try {
     const s = session();
@@ -78,7 +78,7 @@ test('ABORT ends the running channel with the cause the source sent, and only fo
   }
 });
 
-test('REPORT for a channel with no end record is refused with its code and logged as a refusal', async () => {
+test('REPORT for a channel with no end record is refused with its code and logged as a refusal', { timeout: 30_000 }, async () => {
   const b = await startInbound({ dir: pki.hostB, targetPort: target.port });
   try {
     const s = session();
@@ -91,7 +91,7 @@ test('REPORT for a channel with no end record is refused with its code and logge
   }
 });
 
-test('every refusal gives its handshake slot back: with one slot, an honest OPEN still gets through after each', async () => {
+test('every refusal gives its handshake slot back: with one slot, an honest OPEN still gets through after each', { timeout: 30_000 }, async () => {
   const b = await startInbound({ dir: pki.hostB, targetPort: target.port, config: { maxHandshakes: 1, maxHandshakesPerAddress: 1 } });
   try {
     const refusals: Array<[string, () => Promise<string>]> = [
@@ -118,7 +118,7 @@ test('every refusal gives its handshake slot back: with one slot, an honest OPEN
   }
 });
 
-test('close() refuses a channel that waits for its turn with shutdown, at once', async () => {
+test('close() refuses a channel that waits for its turn with shutdown, at once', { timeout: 30_000 }, async () => {
   let opens = 0;
   let waiting: () => void = () => undefined;
   const inTurn = new Promise<void>((resolve) => (waiting = resolve));

@@ -43,7 +43,7 @@ function client(o: { password?: string; target?: string } = {}): PeerClient {
 
 const session = (): string => randomBytes(16).toString('hex');
 
-test('open: OPENED connects the target, and bytes flow both ways on the returned socket', async () => {
+test('open: OPENED connects the target, and bytes flow both ways on the returned socket', { timeout: 30_000 }, async () => {
   const n = target.sockets.length + 1;
   const { peer, remainder } = await client().open(session(), 0);
   const t = await target.connection(n);
@@ -58,7 +58,7 @@ test('open: OPENED connects the target, and bytes flow both ways on the returned
   destroyPeer(peer);
 });
 
-test('open: data bytes that arrive in the same record right behind OPENED are returned as the remainder', async () => {
+test('open: data bytes that arrive in the same record right behind OPENED are returned as the remainder', { timeout: 30_000 }, async () => {
   // A scripted server: the real one writes OPENED and data separately, so whether they share a read is up to TCP.
   const file = (n: string): Promise<Buffer> => readFile(join(pki.hostB, n));
   const [ca, cert, key] = await Promise.all([file('ca-cert.pem'), file('server-cert.pem'), file('server-key.pem')]);
@@ -87,7 +87,7 @@ test('open: data bytes that arrive in the same record right behind OPENED are re
   }
 });
 
-test('abort: the server ends the named channel with the source cause and answers how many ended; report then tells that end', async () => {
+test('abort: the server ends the named channel with the source cause and answers how many ended; report then tells that end', { timeout: 30_000 }, async () => {
   const pc = client();
   const s = session();
   const added = nextChannel(b.channels);
@@ -108,14 +108,14 @@ test('abort: the server ends the named channel with the source cause and answers
   destroyPeer(peer);
 });
 
-test('report: a channel the server has no end record of is refused with the server code, as a PeerError', async () => {
+test('report: a channel the server has no end record of is refused with the server code, as a PeerError', { timeout: 30_000 }, async () => {
   // One code for "no end record" (see InboundServer.report); a rename of it is a one-line change here.
   const err = await client().report(session(), 3).then(() => undefined, (e: unknown) => e);
   assert.ok(err instanceof PeerError, `expected a PeerError, got ${String(err)}`);
   assert.equal(err.code, 'target-unknown');
 });
 
-test('probe: resolves when the target may be opened, and surfaces the refusal code otherwise; no target is connected', async () => {
+test('probe: resolves when the target may be opened, and surfaces the refusal code otherwise; no target is connected', { timeout: 30_000 }, async () => {
   const before = target.sockets.length;
   await client().probe();
   const err = await client({ target: 'elsewhere' }).probe().then(() => undefined, (e: unknown) => e);
@@ -124,7 +124,7 @@ test('probe: resolves when the target may be opened, and surfaces the refusal co
   assert.equal(target.sockets.length, before, 'a probe never connects the target');
 });
 
-test('open: a refused OPEN surfaces the server code as a PeerError (wrong password, unknown target)', async () => {
+test('open: a refused OPEN surfaces the server code as a PeerError (wrong password, unknown target)', { timeout: 30_000 }, async () => {
   const from = b.metrics.events.length;
   const wrong = await client({ password: 'not the password' }).open(session(), 0).then(() => undefined, (e: unknown) => e);
   assert.ok(wrong instanceof PeerError, `expected a PeerError, got ${String(wrong)}`);
@@ -135,7 +135,7 @@ test('open: a refused OPEN surfaces the server code as a PeerError (wrong passwo
   assert.deepEqual(b.metrics.events.slice(from).flatMap((e) => (e.kind === 'handshakeFailed' ? [e.cause] : [])), ['auth-failed', 'target-unknown'], 'the server refused for the same reasons');
 });
 
-test('open: the session ticket of the first connection makes the second one resume', async () => {
+test('open: the session ticket of the first connection makes the second one resume', { timeout: 30_000 }, async () => {
   const pc = client();
   const first = await pc.open(session(), 0);
   assert.equal(first.peer.resumed, false, 'a new client starts with a full handshake');
