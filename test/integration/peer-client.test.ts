@@ -63,8 +63,10 @@ test('open: data bytes that arrive in the same record right behind OPENED are re
   const file = (n: string): Promise<Buffer> => readFile(join(pki.hostB, n));
   const [ca, cert, key] = await Promise.all([file('ca-cert.pem'), file('server-cert.pem'), file('server-key.pem')]);
   const payload = Buffer.from('QEVM\x00\x00\x00\x03 migration bytes');
+  const accepted: TLSSocket[] = [];
   const server = createServer({ ca, cert, key, requestCert: true, rejectUnauthorized: false, ALPNProtocols: [ALPN_PROTOCOL], minVersion: 'TLSv1.3' }, (s: TLSSocket) => {
     s.on('error', () => undefined);
+    accepted.push(s);
     const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN]);
     void (async () => {
       await ctrl.expect(MessageType.HELLO);
@@ -80,9 +82,10 @@ test('open: data bytes that arrive in the same record right behind OPENED are re
     const port = (server.address() as { port: number }).port;
     const pc = new PeerClient(routeConfig(port), () => clientId, () => 'any');
     const { peer, remainder } = await pc.open(session(), 0);
-    assert.deepEqual(remainder, payload, 'every byte behind OPENED, none parsed as a frame');
     destroyPeer(peer);
+    assert.deepEqual(remainder, payload, 'every byte behind OPENED, none parsed as a frame');
   } finally {
+    for (const s of accepted) s.destroy();
     await new Promise((r) => server.close(r));
   }
 });
@@ -138,10 +141,10 @@ test('open: a refused OPEN surfaces the server code as a PeerError (wrong passwo
 test('open: the session ticket of the first connection makes the second one resume', { timeout: 30_000 }, async () => {
   const pc = client();
   const first = await pc.open(session(), 0);
-  assert.equal(first.peer.resumed, false, 'a new client starts with a full handshake');
+  destroyPeer(first.peer);
   const second = await pc.open(session(), 0);
+  destroyPeer(second.peer);
+  assert.equal(first.peer.resumed, false, 'a new client starts with a full handshake');
   assert.equal(second.peer.resumed, true, 'the ticket of the first connection was offered and taken');
   assert.equal(second.peer.serverCert.fingerprint256, first.peer.serverCert.fingerprint256, 'a resumed session knows the certificate of the full one');
-  destroyPeer(first.peer);
-  destroyPeer(second.peer);
 });
