@@ -27,7 +27,7 @@ export const USER = 'migrate';
 export const TARGET = 'incoming';
 
 /** The TLS files of a host directory in QEMU's layout (the CRL when there is one). */
-export function tlsFilesOf(dir: string): TlsFiles {
+function tlsFilesOf(dir: string): TlsFiles {
   const f = (k: keyof typeof QEMU_TLS_LAYOUT): string => join(dir, QEMU_TLS_LAYOUT[k]);
   return { ca: f('ca'), cert: f('cert'), key: f('key'), clientCert: f('clientCert'), clientKey: f('clientKey'), crl: existsSync(f('crl')) ? f('crl') : undefined };
 }
@@ -123,7 +123,7 @@ export function nextChannel(channels: ChannelTable): Promise<ChannelEntry> {
   });
 }
 
-export function serverConfig(targetPort: number, o: Partial<ServerConfig> = {}): ServerConfig {
+function serverConfig(targetPort: number, o: Partial<ServerConfig> = {}): ServerConfig {
   const target: TargetConfig = { name: TARGET, connect: { kind: 'tcp', host: '127.0.0.1', port: targetPort }, allow: [{ peer: 'host-a', user: USER }] };
   return {
     listen: { host: '127.0.0.1', port: 0 },
