@@ -15,7 +15,7 @@ import { PeerClient } from '../../src/route/peer-client.js';
 import type { InboundServer } from '../../src/server/inbound-server.js';
 import type { Identity } from '../../src/tls/identity.js';
 import { controlProbe, logIn } from '../helpers/hostile-client.js';
-import { heldTarget, identityOf, makePeerPki, nextChannel, routeConfig, startInbound, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
+import { heldTarget, identityOf, makePeerPki, nextChannel, NO_END_RECORD, routeConfig, startInbound, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
 
 let pki: Awaited<ReturnType<typeof makePeerPki>>;
 let hostA: Identity;
@@ -82,10 +82,9 @@ test('REPORT for a channel with no end record is refused with its code and logge
   const b = await startInbound({ dir: pki.hostB, targetPort: target.port });
   try {
     const s = session();
-    // One code for "no end record" (InboundServer.report); a rename of it is a one-line change here.
-    assert.equal(await refusal(client(b).report(s, 0)), 'target-unknown');
-    assert.deepEqual(b.metrics.failures('server'), ['target-unknown']);
-    assert.equal(b.logs.find({ event: 'channel-refused', cause: 'target-unknown' }).length, 1);
+    assert.equal(await refusal(client(b).report(s, 0)), NO_END_RECORD);
+    assert.deepEqual(b.metrics.failures('server'), [NO_END_RECORD]);
+    assert.equal(b.logs.find({ event: 'channel-refused', cause: NO_END_RECORD }).length, 1);
   } finally {
     await b.close();
   }
@@ -105,7 +104,7 @@ test('every refusal gives its handshake slot back: with one slot, an honest OPEN
       codes.push(await refuse());
       assert.equal(slots(b.server).inUse(), 0, `the slot of the refused connection (${what}) is free again`);
     }
-    assert.deepEqual(codes, ['auth-failed', 'target-unknown', 'target-unknown', 'tls-no-client-cert']);
+    assert.deepEqual(codes, ['auth-failed', 'target-unknown', NO_END_RECORD, 'tls-no-client-cert']);
     assert.equal(b.metrics.failures('server').includes('busy'), false, 'no connection was turned away for want of a slot');
 
     const added = nextChannel(b.channels);

@@ -16,7 +16,7 @@ import { PeerClient } from '../../src/route/peer-client.js';
 import type { Identity } from '../../src/tls/identity.js';
 import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 import { classifyPeerError } from '../../src/tls/tls-errors.js';
-import { heldTarget, identityOf, makePeerPki, nextChannel, routeConfig, startInbound, USER, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
+import { heldTarget, identityOf, makePeerPki, nextChannel, NO_END_RECORD, routeConfig, startInbound, USER, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
 
 let pki: { hostA: string; hostB: string; remove: () => Promise<void> };
 let clientId: Identity;
@@ -112,10 +112,9 @@ test('abort: the server ends the named channel with the source cause and answers
 });
 
 test('report: a channel the server has no end record of is refused with the server code, as a PeerError', { timeout: 30_000 }, async () => {
-  // One code for "no end record" (see InboundServer.report); a rename of it is a one-line change here.
   const err = await client().report(session(), 3).then(() => undefined, (e: unknown) => e);
   assert.ok(err instanceof PeerError, `expected a PeerError, got ${String(err)}`);
-  assert.equal(err.code, 'target-unknown');
+  assert.equal(err.code, NO_END_RECORD);
 });
 
 test('probe: resolves when the target may be opened, and surfaces the refusal code otherwise; no target is connected', { timeout: 30_000 }, async () => {
