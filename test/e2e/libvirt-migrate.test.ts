@@ -25,7 +25,15 @@ describe('virsh migrate through vmgate', { timeout: 6 * 60_000 }, () => {
   let stage: LibvirtStage;
 
   before(async () => {
-    stage = await startLibvirtStage({ subnet: '10.250.60.0/30', tag: 'migrate' });
+    // As operators run it (docs/libvirt.md): no port in --migrateuri, libvirt
+    // picks one from qemu.conf's range, the route listens on the whole range.
+    stage = await startLibvirtStage({
+      subnet: '10.250.60.0/30',
+      tag: 'migrate',
+      local: 'tcp:127.0.0.1:49152-49215',
+      migrateUri: 'tcp://127.0.0.1',
+      qemu: { migrationPorts: { min: 49152, max: 49215 } },
+    });
   });
 
   after(async () => {

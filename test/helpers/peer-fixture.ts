@@ -29,7 +29,7 @@ export const TARGET = 'incoming';
  * The code of a REPORT refused for want of an end record. Its own code is
  * planned (issue 14: one code, one meaning); the tests name it only here.
  */
-export const NO_END_RECORD: ErrorCode = 'target-unknown';
+export const NO_END_RECORD: ErrorCode = 'report-unknown';
 
 /** The TLS files of a host directory in QEMU's layout (the CRL when there is one). */
 function tlsFilesOf(dir: string): TlsFiles {

@@ -50,8 +50,8 @@ async function startRoute(password = b.password): Promise<RouteFixture> {
   const route = new Route({ config: routeConfig(b.port), password: () => password, identity: () => hostA, channels, log: logs.log, closeGraceMs: 1_000, metrics });
   await route.listen();
   const accepted: Socket[] = [];
-  // The listener is private; the sockets it accepts are what "nothing was read" is about.
-  (route as unknown as { server: Server }).server.on('connection', (s: Socket) => accepted.push(s));
+  // The listeners are private (one per port of a range; one here); the sockets they accept are what "nothing was read" is about.
+  for (const server of (route as unknown as { servers: Server[] }).servers) server.on('connection', (s: Socket) => accepted.push(s));
   const port = Number(/:(\d+)$/.exec(route.address())?.[1]);
   const clients: Socket[] = [];
   return {
