@@ -9,6 +9,7 @@ import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { withTestPki, type TestPki } from '../helpers/pki.js';
+import { waitFor, waitUntilSteady } from '../helpers/wait-for.js';
 
 let dir: string;
 let pki: TestPki;
@@ -83,7 +84,10 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     const client = await connectLoopback(p.routeAddress.port);
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
-    await new Promise((r) => setTimeout(r, 500)); // let every buffer fill: the source is now blocked
+    // Every buffer on the way fills: the source is blocked once its byte count stops moving.
+    const bytesOut = async (): Promise<number> => ((await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesOut ?? 0;
+    await waitFor(bytesOut, { what: 'the source gateway to send a first byte' });
+    await waitUntilSteady(bytesOut, 200, { what: 'the source gateway to block on the stuck destination' });
     const sessions = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
     assert.equal(sessions.length, 1);
     const s = sessions[0] as SessionView;
@@ -105,7 +109,7 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     // A stopped QEMU only notices when it runs again: then it sees the reset.
     destinationLeg.resume();
     destinationLeg.on('error', () => undefined);
-    await waitUntil(() => destinationLeg.destroyed || destinationLeg.readableEnded, 'the destination QEMU leg is torn down');
+    await waitFor(() => destinationLeg.destroyed || destinationLeg.readableEnded, { what: 'the destination QEMU leg to be torn down', timeoutMs: 3_000 });
   } finally {
     await p.stop(0);
     await target.close();
@@ -144,13 +148,13 @@ test('stalled-session: a destination that stops reading ends the channel with ca
 
 test('destination-cause-reaches-the-source: a target that dies mid-stream is explained in the source log', async () => {
   const target = await stuckTarget();
-  const { p, logs } = await pair(target.port);
+  const { p, logs, sockB } = await pair(target.port);
   try {
     const client = await connectLoopback(p.routeAddress.port);
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
-    await new Promise((r) => setTimeout(r, 300));
-    target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes
+    await waitFor(async () => ((await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesIn, { what: 'the destination gateway to carry a first byte towards the target' });
+    target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes mid-stream
     assert.equal(await ended, 'ECONNRESET');
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
     const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
@@ -186,11 +190,3 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     await sink.close();
   }
 });
-
-async function waitUntil(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
