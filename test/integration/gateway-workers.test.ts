@@ -251,10 +251,12 @@ async function resumesAcrossWorkers(): Promise<void> {
   const stray = connect({ host: serverB?.[1] ?? '', port: Number(serverB?.[2]) });
   stray.on('error', () => undefined);
   await new Promise<void>((resolve) => stray.once('connect', () => resolve()));
-  await new Promise((r) => setTimeout(r, 200)); // the destination's primary has handed it to a worker
-  stray.destroy();
+  // The primary accepts in arrival order, so the stray takes its turn before
+  // channel 2's connection; kept open until channel 3 is in, it cannot be
+  // dropped before a worker got it.
   await open(1);
   const third = await open(2);
+  stray.destroy();
   const aOpens = await gwA.waitForLogs((l) => l.event === 'channel-open', 3, 10_000, fromA);
   // A short exchange both ways ends the session cleanly before the next test.
   await Promise.all(clients.map((c) => Promise.all([sendRandom(c, 1 << 16), receiveAll(c)])));
