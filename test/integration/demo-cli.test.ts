@@ -105,6 +105,7 @@ describe('vmgate demo (built CLI)', () => {
     const dir = freshTmp();
     const run = await runCli(['demo', '--size-mib', '256'], dir);
     assert.equal(run.code, 0, `exit ${run.code}:\n${run.stdout}\n${run.stderr}`);
+    // The demo's output is its product: the operator reads it, there is no code.
     assert.match(run.stdout, /live-migrating a real QEMU guest/);
     assert.match(run.stdout, /migrated {2}the 256 MiB guest .* MB sent in [\d.]+ s, \d+ MB\/s/);
     assert.match(run.stdout, /^OK: the guest's memory arrived intact/m);

@@ -101,6 +101,7 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
     assert.equal(a['cause'], 'cancelled');
     assert.equal(b['cause'], 'cancelled', 'the destination ends its legs too, though its reading was paused');
+    // Which side decided is only in the sentence the destination's operator reads.
     assert.match(String(b['msg']), /source gateway: cancelled by an operator/);
     assert.ok((a['bytesOut'] as number) > 0);
     const destinationLeg = target.sockets[0];
@@ -160,6 +161,7 @@ test('destination-cause-reaches-the-source: a target that dies mid-stream is exp
     const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
     assert.equal(b['cause'], 'target-closed');
     assert.equal(a['cause'], 'target-closed', 'the source gateway logs the destination\'s cause');
+    // The destination's target address reaches the source only in the sentence: no field carries it.
     assert.match(String(a['msg']), new RegExp(`destination: target tcp:127\\.0\\.0\\.1:${target.port}`));
   } finally {
     await p.stop(0);
@@ -180,6 +182,7 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     await writeFile(cfg, text.replace(/tls:\n  dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
     const err = await p.b.reload();
     assert.equal(err?.code, 'identity-invalid');
+    // The error names the file to fix; only the message carries the path.
     assert.match(err?.message ?? '', new RegExp(broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
     await logs.waitFor({ gateway: 'host-b', event: 'reload-failed', cause: 'identity-invalid' });
     const client = await connectLoopback(p.routeAddress.port);

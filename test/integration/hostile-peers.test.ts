@@ -320,6 +320,9 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
       });
       assert.equal(seen(refused), 'frame:busy', refused.message);
       const line = await logs.waitFor({ gateway: 'host-b', event: 'channel-refused', cause: 'busy' }, 10_000, from);
+      // 'busy' also means a handshake cap, which carries a `cap` field; this one
+      // has none, and the sentence names the key to raise (server.maxChannels).
+      assert.equal(line['cap'], undefined, JSON.stringify(line));
       assert.match(String(line['msg']), /maxChannels/);
       assert.equal(idle.accepted, free, 'the refused OPEN must not reach the target');
     } finally {

@@ -23,6 +23,7 @@ import { withTestPki, type TestPki } from '../helpers/pki.js';
 import { runCli } from '../helpers/gateway-process.js';
 import { scrape } from '../helpers/prometheus.js';
 import { quietFor, waitFor, within } from '../helpers/wait-for.js';
+import { cliCode } from '../helpers/assert-code.js';
 
 let dir: string;
 let pki: TestPki;
@@ -88,9 +89,11 @@ test('probe-up: the route reports its peer up in the log, status and metrics, wi
   const { p, logs } = await pair(t.port, {});
   try {
     const up = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' });
+    // Text is the product: the line names peer, address and target for the operator; no field carries them.
     assert.match(String(up['msg']), /host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed/);
     assert.equal((await peerOf(p)).state, 'up');
     assert.ok((await peerOf(p)).lastOk !== undefined);
+    // `vmgate status` text is what the operator reads (the fields are asserted through status() above).
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer up \(last check \S+\)/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 1);
     assert.equal(t.connections(), 0, 'a probe connected the target');
@@ -134,9 +137,9 @@ test('probe-down-then-up: a wrong password is reported once with its cause, and 
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' }, 10_000, before);
     assert.equal(down['cause'], 'auth-failed');
     assert.equal(down['level'], 40, 'a peer that refuses is a warning');
-    assert.match(String(down['msg']), /a migration on this route would fail now \(auth-failed\)/);
     assert.equal((await peerOf(p)).state, 'down');
     assert.equal((await peerOf(p)).cause, 'auth-failed');
+    // `vmgate status` text is what the operator reads: the verdict, since when, the code and the reason.
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer DOWN since \S+ \(auth-failed\): authentication failed/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 0);
     // Two more probes fail the same way: logged at debug only, nothing more at info or above.
@@ -149,7 +152,6 @@ test('probe-down-then-up: a wrong password is reported once with its cause, and 
     assert.equal(await p.a.reload(), undefined);
     const back = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' }, 10_000, fixed);
     assert.equal(back['was'], 'down');
-    assert.match(String(back['msg']), /allowed again/);
     assert.equal(t.connections(), 0);
   } finally {
     await p.stop(0);
@@ -185,6 +187,7 @@ test('probe-peer-not-listening: a peer that is down is reported with a stable ca
   try {
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
     assert.equal(down['cause'], 'peer-unreachable');
+    // The address that did not answer is only in the sentence the operator reads.
     assert.match(String(down['msg']), new RegExp(`127\\.0\\.0\\.1:${deadPort}`));
   } finally {
     await p.stop(0);
@@ -243,6 +246,7 @@ test('probe-unanswered: a peer that logs the route in and then never answers PRO
   try {
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
     assert.equal(down['cause'], 'handshake-timeout');
+    // handshake-timeout covers several phases: the sentence names the phase and the limit the operator set.
     assert.match(String(down['msg']), /did not complete the control handshake within 500 ms/);
     // The hung probe did not stop the schedule: more probes arrive.
     await waitFor(() => silent.held.length >= 3, { what: 'three probes at the silent peer (one per second)', timeoutMs: 5_000, detail: () => `${silent.held.length} arrived` });
@@ -280,6 +284,7 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
   try {
     const ok = await runCli(['check-config', '--peers', p.configFiles.a]);
     assert.equal(ok.code, 0, ok.stderr);
+    // check-config's report is text for the operator: the text is the product.
     assert.match(ok.stdout, /route to-b: peer host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed \(\d+ ms\)/);
     const plain = await runCli(['check-config', p.configFiles.a]);
     assert.equal(plain.code, 0, plain.stderr);
@@ -289,7 +294,8 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
     const refused = await runCli(['check-config', '--peers', p.configFiles.a]);
     assert.equal(refused.code, 1);
     assert.match(refused.stdout, /route to-b: .*a migration on this route would fail now \(auth-failed\): authentication failed/);
-    assert.match(refused.stderr, /^error \[auth-failed\]: 1 route\(s\) could not open a channel; the first: route to-b: /);
+    assert.equal(cliCode(refused.stderr), 'auth-failed', refused.stderr);
+    assert.ok(refused.stderr.includes('route to-b'), `the error does not name the route: ${refused.stderr}`);
     assert.doesNotMatch(refused.stdout + refused.stderr, /not-the-password/, 'the password appears in the output');
     assert.equal(t.connections(), 0, 'check-config connected the target');
   } finally {
