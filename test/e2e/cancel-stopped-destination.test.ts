@@ -61,6 +61,7 @@ describe('cancel while the destination QEMU is stopped', { timeout: 4 * 60_000 }
       const cancelStarted = Date.now();
       const r = await runCli(['cancel', onA.session, '--socket', stage.controlA]);
       assert.equal(r.code, 0, r.stderr);
+      // `vmgate cancel` prints one sentence for the operator: the text is the product.
       assert.match(r.stdout, new RegExp(`cancelled 1 channel\\(s\\) of session ${onA.session}`));
       const cancelled = await gwA.waitForLog((l) => l.event === 'cancelled' && l['session'] === onA.session, TIMEOUT_MS);
       const cancelledAt = Date.parse(String(cancelled.time));
@@ -78,6 +79,7 @@ describe('cancel while the destination QEMU is stopped', { timeout: 4 * 60_000 }
       assert.ok(a !== undefined && b !== undefined);
       assert.equal(a['cause'], 'cancelled', JSON.stringify(a));
       assert.equal(b['cause'], 'cancelled', `the destination gateway ends its legs with the source's cause: ${JSON.stringify(b)}`);
+      // Which side decided is only in the sentence the destination's operator reads.
       assert.match(String(b['msg']), /source gateway: cancelled by an operator/);
       assert.ok(Number(a['bytesOut']) >= RELAYED_AT_LEAST, `host-a logs the bytes it had sent: ${JSON.stringify(a)}`);
       assert.ok(Number(b['bytesIn']) > 0 && Number(b['bytesIn']) <= Number(a['bytesOut']), `host-b logs what arrived of it: ${JSON.stringify(b)}`);

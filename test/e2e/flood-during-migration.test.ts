@@ -19,12 +19,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
-import { startFlood, rssMiB, type Flood } from '../helpers/flood.js';
+import { heldByServer, startFlood, rssMiB, type Flood } from '../helpers/flood.js';
 import type { GatewayLogLine } from '../helpers/gateway-process.js';
 import { onProcessExit } from '../helpers/netns.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startProcessPair, type ProcessPair } from '../helpers/process-pair.js';
 import { QemuVm, configureMigration, migrateAndWait, randomGuestImage, type RandomImage } from '../helpers/qemu.js';
+import { quietFor, waitFor } from '../helpers/wait-for.js';
 
 const MAX_HANDSHAKES = 64;
 const PER_ADDRESS = 16;
@@ -43,6 +44,16 @@ async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise((r) => s.close(r));
   return port;
+}
+
+/** Waits until host-b (TLS port `serverPort`) holds no connection from `hosts`: their handshake slots are free. */
+async function slotsFreed(serverPort: number, hosts: readonly string[]): Promise<void> {
+  await waitFor(() => heldByServer(serverPort, hosts) === 0, {
+    what: `host-b to drop every connection from ${hosts.join(', ')} (handshake deadline ${HANDSHAKE_TIMEOUT_MS} ms)`,
+    timeoutMs: HANDSHAKE_TIMEOUT_MS + 10_000,
+    intervalMs: 100,
+    detail: () => `${heldByServer(serverPort, hosts)} still held`,
+  });
 }
 
 const busy = (cap: string) => (l: GatewayLogLine): boolean => l.event === 'channel-refused' && l['cause'] === 'busy' && l['cap'] === cap;
@@ -103,7 +114,10 @@ describe('flood during a migration', { timeout: 5 * 60_000 }, () => {
     flood = startFlood({ port: pair.serverPort, addresses: [TLS_FLOODER], idle: 0, tls: PER_ADDRESS + 8, certDir: pki.hostA });
     const floods = [silent, flood];
     await pair.b.waitForLog(busy('address'), 15_000);
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Held means open for longer than HELD_MS: wait until a flooder shows its full share held.
+    await waitFor(() => IDLE_FLOODERS.some((a) => silent.held(a) >= PER_ADDRESS - 2), {
+      what: 'the flood to reach the per-address cap', timeoutMs: 15_000, detail: () => `held: ${IDLE_FLOODERS.map((a) => silent.held(a)).join(', ')}`,
+    });
     const heldBefore = IDLE_FLOODERS.map((a) => silent.held(a));
 
     // The honest peer (127.0.0.1) migrates while the flood goes on.
@@ -140,13 +154,15 @@ describe('flood during a migration', { timeout: 5 * 60_000 }, () => {
   test('flood-past-the-total-cap-holds-and-the-gateway-recovers', async (t) => {
     const hosts = ['127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
     assert.ok(hosts.length * PER_ADDRESS > MAX_HANDSHAKES);
-    // A client that vanished mid-handshake keeps its slot until the TLS deadline: let the first flood's drain.
-    await new Promise((r) => setTimeout(r, HANDSHAKE_TIMEOUT_MS + 1_000));
+    // A client that vanished mid-handshake keeps its slot until the TLS deadline: wait for the first flood's to drain.
+    await slotsFreed(pair.serverPort, [...IDLE_FLOODERS, TLS_FLOODER]);
     flood = startFlood({ port: pair.serverPort, addresses: hosts, idle: PER_ADDRESS, tls: 0 });
     await pair.b.waitForLog(busy('total'), 15_000);
     let held = 0;
+    // Sample for 2 s while the flood goes on: the claim is that the count
+    // never exceeds the cap during that time.
     for (let i = 0; i < 8; i++) {
-      await new Promise((r) => setTimeout(r, 250));
+      await quietFor(250);
       held = Math.max(held, hosts.reduce((n, a) => n + (flood?.held(a) ?? 0), 0));
     }
     await flood.stop();
@@ -155,7 +171,7 @@ describe('flood during a migration', { timeout: 5 * 60_000 }, () => {
     assert.ok(held >= MAX_HANDSHAKES - 8, `the flood never reached the cap: ${held}`);
 
     // Every slot comes back (a vanished client's once the TLS deadline passes): an honest transfer goes through afterwards.
-    await new Promise((r) => setTimeout(r, HANDSHAKE_TIMEOUT_MS + 1_000));
+    await slotsFreed(pair.serverPort, hosts);
     // host-b's target is the port of the QEMU that is gone now; a sink takes its place.
     const sink: PayloadSink = await startSink(0, qemuPort);
     try {

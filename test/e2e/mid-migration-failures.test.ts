@@ -38,6 +38,7 @@ describe('failures in the middle of a migration', { timeout: 4 * 60_000 }, () =>
     const [a] = await gwA.waitForLogs(isChannelClose, 1, TIMEOUT_MS, fromA);
     assert.ok(a !== undefined && b !== undefined);
     assert.equal(b['cause'], 'target-closed', JSON.stringify(b));
+    // The target's address and how far the channel got are in the sentences the operators read (the byte fields are checked below).
     assert.match(String(b['msg']), new RegExp(`target tcp:127\\.0\\.0\\.1:${QEMU_PORT}: `));
     // The source gateway only saw its TLS leg reset; the cause is the destination's, and says so.
     assert.equal(a['cause'], 'target-closed', `host-a logs the destination's cause: ${JSON.stringify(a)}`);
@@ -68,18 +69,21 @@ describe('failures in the middle of a migration', { timeout: 4 * 60_000 }, () =>
       assert.equal(a['cause'], 'stalled', JSON.stringify(a));
       assert.equal(b['cause'], 'stalled', JSON.stringify(b));
       for (const [gw, line] of [[gwA, a], [gwB, b]] as const) {
+        // The sentence names the key to tune (channel.stallTimeoutMs): no field carries it.
         assert.match(String(line['msg']), new RegExp(`no bytes moved .* \\(channel\\.stallTimeoutMs=${STALL_TIMEOUT_MS}\\)`), `${gw.name}: ${JSON.stringify(line)}`);
       }
       assert.ok(Number(a['bytesOut']) >= RELAYED_AT_LEAST, `host-a logs the bytes it had sent: ${JSON.stringify(a)}`);
       assert.ok(Number(b['bytesIn']) > 0 && Number(b['bytesIn']) <= Number(a['bytesOut']), `host-b logs what arrived: ${JSON.stringify(b)}`);
       // The source gateway tries to tell the peer, and says that it could not.
       const announce = await gwA.waitForLog((l) => l.event === 'abort-announce-failed' && l['session'] === a['session'], TIMEOUT_MS);
+      // The announce line has no cause field: the code it failed to announce is in the sentence.
       assert.match(String(announce.msg), /could not tell the peer that the session ended \(stalled\)/);
 
       assert.equal((await src.qmp.waitForMigration(['failed'], TIMEOUT_MS)).status, 'failed');
       assert.equal(await src.runState(), 'running', 'the source VM keeps running');
       // A destination QEMU whose incoming migration fails exits with status 1.
       assert.deepEqual(await dst.exited, { code: 1, signal: null }, `the destination QEMU learns of it too: ${dst.stderr()}`);
+      // QEMU's own report: third-party text, no code.
       assert.match(dst.stderr(), /load of migration failed/);
     } finally {
       await net.linkUp();

@@ -61,6 +61,7 @@ describe('SIGHUP with a broken certificate during a migration', { timeout: 4 * 6
   test('reload-broken-cert-during-migration: the migration completes, the old identity stays, the log says why', async () => {
     const { gwB } = stage;
     const identity = await identityOfB();
+    // `vmgate status` text is what the operator reads.
     assert.match(identity, /identity: CN=host-b, valid until /);
     const certFile = join(stage.pki.hostB, 'server-cert.pem');
     const fromB = gwB.logs.length;
@@ -71,6 +72,7 @@ describe('SIGHUP with a broken certificate during a migration', { timeout: 4 * 6
       const failed = await gwB.waitForLog((l) => l.event === 'reload-failed', TIMEOUT_MS);
       assert.equal(failed['cause'], 'identity-invalid', JSON.stringify(failed));
       assert.ok(String(failed.msg).includes(certFile), `the log names the file it could not load: ${JSON.stringify(failed)}`);
+      // The cause is asserted above; that the gateway keeps running on the old state is said only in the sentence.
       assert.match(String(failed.msg), /keeping the last good state/);
     });
     assert.equal(gwB.logs.slice(fromB).filter((l) => l.event === 'reloaded').length, 0, 'nothing was swapped in');

@@ -15,3 +15,17 @@ export function code(expected: string, ...mentions: string[]): (e: unknown) => b
 export function cliCode(stderr: string): string | undefined {
   return /^error \[([a-z0-9-]+)\]: /m.exec(stderr)?.[1];
 }
+
+/** Asserts that a CLI run failed with exactly one `error [expected]: ...` line on stderr. */
+export function assertCliError(stderr: string, expected: string): void {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `stderr: ${stderr}`);
+  assert.equal(cliCode(stderr), expected, `stderr: ${stderr}`);
+}
+
+/** The `code` of the first control ERROR frame body (`{"code":"...","message":"..."}`) found in raw output. */
+export function errorFrameCode(output: string): string | undefined {
+  const m = /\{"code":"[^"]*","message":"(?:[^"\\]|\\.)*"\}/.exec(output);
+  if (!m) return undefined;
+  return (JSON.parse(m[0]) as { code: string }).code;
+}

@@ -99,3 +99,30 @@ export function rssMiB(pid: number): number {
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) / 1024;
 }
+
+const TCP_ESTABLISHED = '01';
+const TCP_CLOSE_WAIT = '08';
+
+/** 127.0.0.5 as /proc/net/tcp writes it: "0500007F" (little-endian hex). */
+function procAddress(ip: string): string {
+  return ip.split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase()).reverse().join('');
+}
+
+/**
+ * Connections the server on loopback `port` still holds from any of `from`
+ * (its side ESTABLISHED, or CLOSE_WAIT: the client is gone, the server has not
+ * closed yet), read from /proc/net/tcp. A gateway's handshake slot lives as
+ * long as its socket, so 0 means every slot those hosts took is free again.
+ */
+export function heldByServer(port: number, from: readonly string[]): number {
+  const local = `0100007F:${port.toString(16).padStart(4, '0').toUpperCase()}`;
+  const remotes = new Set(from.map(procAddress));
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || f[1] !== local) continue;
+    if (f[3] !== TCP_ESTABLISHED && f[3] !== TCP_CLOSE_WAIT) continue;
+    if (remotes.has((f[2] ?? '').split(':')[0] ?? '')) n += 1;
+  }
+  return n;
+}

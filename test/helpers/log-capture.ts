@@ -10,6 +10,8 @@ export interface CapturedLogs {
   find(match: Record<string, unknown>, from?: number): Array<Record<string, unknown>>;
   /** Waits until an entry matching `match` appears at index `from` or later (take `from` from `mark()` before an action). */
   waitFor(match: Record<string, unknown>, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>;
+  /** Waits until `count` entries matching `match` have appeared at index `from` or later; resolves with them. */
+  waitForCount(match: Record<string, unknown>, count: number, timeoutMs?: number, from?: number): Promise<Array<Record<string, unknown>>>;
   /** The index the next entry will get. */
   mark(): number;
 }
@@ -31,29 +33,37 @@ export function captureLogs(level = 'debug'): CapturedLogs {
   });
   const matches = (e: Record<string, unknown>, m: Record<string, unknown>): boolean => Object.entries(m).every(([k, v]) => e[k] === v);
   const find = (m: Record<string, unknown>, from = 0) => entries.slice(from).filter((e) => matches(e, m));
+  const waitForCount = (m: Record<string, unknown>, count: number, timeoutMs = 10_000, from = 0): Promise<Array<Record<string, unknown>>> => {
+    const hits = (): Array<Record<string, unknown>> | undefined => {
+      const h = find(m, from);
+      return h.length >= count ? h.slice(0, count) : undefined;
+    };
+    const now = hits();
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`${find(m, from).length} of ${count} log entries matching ${JSON.stringify(m)} within ${timeoutMs} ms; have:\n${raw.slice(-20).join('\n')}`));
+      }, timeoutMs);
+      const check = (): void => {
+        const h = hits();
+        if (!h) return;
+        clearTimeout(timer);
+        listeners.delete(check);
+        resolve(h);
+      };
+      listeners.add(check);
+    });
+  };
   return {
     log: createLogger(level, sink),
     entries,
     text: () => raw.join('\n'),
     find,
     mark: () => entries.length,
-    waitFor(m, timeoutMs = 10_000, from = 0) {
-      const hit = find(m, from)[0];
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`no log entry matching ${JSON.stringify(m)} within ${timeoutMs} ms; have:\n${raw.slice(-20).join('\n')}`));
-        }, timeoutMs);
-        const check = (): void => {
-          const h = find(m, from)[0];
-          if (!h) return;
-          clearTimeout(timer);
-          listeners.delete(check);
-          resolve(h);
-        };
-        listeners.add(check);
-      });
+    async waitFor(m, timeoutMs = 10_000, from = 0) {
+      return (await waitForCount(m, 1, timeoutMs, from))[0] as Record<string, unknown>;
     },
+    waitForCount,
   };
 }

@@ -82,7 +82,8 @@ test('tcp-abort-while-fin-in-flight: closed without an error event or a leaked d
   const writeFails = new Promise<string>((resolve) => far.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error')));
   const pump = setInterval(() => far.write(Buffer.alloc(65536)), 10);
   try {
-    assert.match(await writeFails, /^(EPIPE|ECONNRESET)$/);
+    const code = await writeFails;
+    assert.ok(code === 'EPIPE' || code === 'ECONNRESET', `the write failed with ${code}`);
   } finally {
     clearInterval(pump);
   }

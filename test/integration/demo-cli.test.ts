@@ -11,9 +11,9 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { findQemu } from '../../src/demo/qemu-demo.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -80,8 +80,7 @@ async function assertNothingLeft(run: CliRun, tmp: string): Promise<void> {
   const dir = workDirOf(run);
   assert.ok(dir.startsWith(`${tmp}/vmgate-demo-`), `work dir ${dir} is not in the run's TMPDIR ${tmp}`);
   // SIGKILLed QEMUs can take a moment to be gone from /proc.
-  for (let i = 0; i < 50 && processesMentioning(dir).length > 0; i++) await sleep(100);
-  assert.deepEqual(processesMentioning(dir), [], `processes of ${dir} left running`);
+  await waitFor(() => processesMentioning(dir).length === 0, { what: `the processes of ${dir} to exit`, timeoutMs: 5_000, intervalMs: 100, detail: () => `still running: ${processesMentioning(dir).join(', ')}` });
   assert.equal(existsSync(dir), false, `${dir} left behind`);
   assert.deepEqual(readdirSync(tmp), [], `temp files left in ${tmp}`);
 }
@@ -106,6 +105,7 @@ describe('vmgate demo (built CLI)', () => {
     const dir = freshTmp();
     const run = await runCli(['demo', '--size-mib', '256'], dir);
     assert.equal(run.code, 0, `exit ${run.code}:\n${run.stdout}\n${run.stderr}`);
+    // The demo's output is its product: the operator reads it, there is no code.
     assert.match(run.stdout, /live-migrating a real QEMU guest/);
     assert.match(run.stdout, /migrated {2}the 256 MiB guest .* MB sent in [\d.]+ s, \d+ MB\/s/);
     assert.match(run.stdout, /^OK: the guest's memory arrived intact/m);

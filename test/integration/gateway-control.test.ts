@@ -9,6 +9,7 @@ import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, startSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { withTestPki, type TestPki } from '../helpers/pki.js';
+import { waitFor, waitUntilSteady } from '../helpers/wait-for.js';
 
 let dir: string;
 let pki: TestPki;
@@ -83,7 +84,10 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     const client = await connectLoopback(p.routeAddress.port);
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
-    await new Promise((r) => setTimeout(r, 500)); // let every buffer fill: the source is now blocked
+    // Every buffer on the way fills: the source is blocked once its byte count stops moving.
+    const bytesOut = async (): Promise<number> => ((await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesOut ?? 0;
+    await waitFor(bytesOut, { what: 'the source gateway to send a first byte' });
+    await waitUntilSteady(bytesOut, 200, { what: 'the source gateway to block on the stuck destination' });
     const sessions = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
     assert.equal(sessions.length, 1);
     const s = sessions[0] as SessionView;
@@ -97,6 +101,7 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
     assert.equal(a['cause'], 'cancelled');
     assert.equal(b['cause'], 'cancelled', 'the destination ends its legs too, though its reading was paused');
+    // Which side decided is only in the sentence the destination's operator reads.
     assert.match(String(b['msg']), /source gateway: cancelled by an operator/);
     assert.ok((a['bytesOut'] as number) > 0);
     const destinationLeg = target.sockets[0];
@@ -105,7 +110,7 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     // A stopped QEMU only notices when it runs again: then it sees the reset.
     destinationLeg.resume();
     destinationLeg.on('error', () => undefined);
-    await waitUntil(() => destinationLeg.destroyed || destinationLeg.readableEnded, 'the destination QEMU leg is torn down');
+    await waitFor(() => destinationLeg.destroyed || destinationLeg.readableEnded, { what: 'the destination QEMU leg to be torn down', timeoutMs: 3_000 });
   } finally {
     await p.stop(0);
     await target.close();
@@ -148,18 +153,19 @@ test('stalled-session: a destination that stops reading ends the channel with ca
 
 test('destination-cause-reaches-the-source: a target that dies mid-stream is explained in the source log', async () => {
   const target = await stuckTarget();
-  const { p, logs } = await pair(target.port);
+  const { p, logs, sockB } = await pair(target.port);
   try {
     const client = await connectLoopback(p.routeAddress.port);
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
-    await new Promise((r) => setTimeout(r, 300));
-    target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes
+    await waitFor(async () => ((await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesIn, { what: 'the destination gateway to carry a first byte towards the target' });
+    target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes mid-stream
     assert.equal(await ended, 'ECONNRESET');
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
     const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' });
     assert.equal(b['cause'], 'target-closed');
     assert.equal(a['cause'], 'target-closed', 'the source gateway logs the destination\'s cause');
+    // The destination's target address reaches the source only in the sentence: no field carries it.
     assert.match(String(a['msg']), new RegExp(`destination: target tcp:127\\.0\\.0\\.1:${target.port}`));
   } finally {
     await p.stop(0);
@@ -180,6 +186,7 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     await writeFile(cfg, text.replace(/tls:\n  dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
     const err = await p.b.reload();
     assert.equal(err?.code, 'identity-invalid');
+    // The error names the file to fix; only the message carries the path.
     assert.match(err?.message ?? '', new RegExp(broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')));
     await logs.waitFor({ gateway: 'host-b', event: 'reload-failed', cause: 'identity-invalid' });
     const client = await connectLoopback(p.routeAddress.port);
@@ -190,11 +197,3 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     await sink.close();
   }
 });
-
-async function waitUntil(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const t0 = Date.now();
-  while (!cond()) {
-    if (Date.now() - t0 > timeoutMs) assert.fail(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

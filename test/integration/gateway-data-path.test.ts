@@ -8,6 +8,8 @@ import { connectLoopback, exchange, receiveAll, startSink, type PayloadSink } fr
 import { captureLogs } from '../helpers/log-capture.js';
 import { makeTestPki } from '../helpers/pki.js';
 import { createServer, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { quietFor, within } from '../helpers/wait-for.js';
 
 const GiB = 1 << 30;
 let dir: string;
@@ -54,7 +56,10 @@ test('half-close-return-traffic: the destination answers after the source has fi
   const target = createServer({ allowHalfOpen: true }, (s: Socket) => {
     let n = 0;
     s.on('data', (d: Buffer) => (n += d.length));
-    s.on('end', () => setTimeout(() => s.end(`got ${n} bytes`), 200));
+    // It answers late on purpose: a gateway that tore the return path down at
+    // the source's EOF would lose the answer. The 200 ms are the claim "the
+    // return path is NOT closed within 200 ms of EOF".
+    s.on('end', () => void quietFor(200).then(() => s.end(`got ${n} bytes`)));
   });
   await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
   const port = (target.address() as { port: number }).port;
@@ -89,7 +94,8 @@ test('early-target-bytes: data the destination sends at once reaches the source'
   try {
     const client = await connectLoopback(pair.routeAddress.port);
     const got = receiveAll(client);
-    setTimeout(() => client.end(), 300);
+    await within(once(client, 'data'), 10_000, "the destination's first bytes at the source");
+    client.end();
     const r = await got;
     assert.equal(r.bytes, 'hello from the destination'.length);
   } finally {

@@ -66,6 +66,7 @@ test('unknown-ca: a client certificate from another CA is refused on both sides'
 test('wrong-peer-name: a server certificate without the expected name is refused on both sides', async () => {
   const r = await refusedChannel({ tweakA: (c) => setRoute(c, { peerName: 'host-c' }) });
   expectBoth(r, 'tls-name-mismatch');
+  // The name the route expected is only in the sentence the operator reads.
   assert.match(String(r.a['msg']), /not host-c/);
 });
 

@@ -72,7 +72,7 @@ async function channels(c: Case, count: number): Promise<{ a: Entry[]; b: Entry[
   // Channels reach the target in session order, not necessarily in our connect order: match by digest.
   assert.deepEqual(mine.map((t) => t.sent).sort(), theirs.map((t) => t.received).sort(), 'source -> destination bytes');
   assert.deepEqual(theirs.map((t) => t.sent).sort(), mine.map((t) => t.received).sort(), 'destination -> source bytes');
-  await waitForCount(c.logs, { gateway: 'host-a', event: 'channel-close', cause: 'ok' }, from, count);
+  await c.logs.waitForCount({ gateway: 'host-a', event: 'channel-close', cause: 'ok' }, count, 10_000, from);
   const opens = opensSince(c, from);
   assert.equal(opens.a.length, count);
   assert.equal(opens.b.length, count);
@@ -91,23 +91,14 @@ async function refused(c: Case): Promise<{ a: Entry; b: Entry }> {
     client.resume();
   });
   assert.equal(outcome, 'ECONNRESET');
-  await waitForCount(c.logs, { gateway: 'host-a', event: 'channel-refused' }, from, 1);
-  await waitForCount(c.logs, { gateway: 'host-b', event: 'channel-refused' }, from, 1);
+  await c.logs.waitFor({ gateway: 'host-a', event: 'channel-refused' }, 10_000, from);
+  await c.logs.waitFor({ gateway: 'host-b', event: 'channel-refused' }, 10_000, from);
   const fresh = c.logs.entries.slice(from);
   assert.equal(c.sink.transfers.length, taken, 'the target must never be connected');
   return {
     a: fresh.find((e) => e['gateway'] === 'host-a' && e['event'] === 'channel-refused') ?? {},
     b: fresh.find((e) => e['gateway'] === 'host-b' && e['event'] === 'channel-refused') ?? {},
   };
-}
-
-async function waitForCount(logs: CapturedLogs, match: Entry, from: number, count: number): Promise<void> {
-  const have = (): number => logs.entries.slice(from).filter((e) => Object.entries(match).every(([k, v]) => e[k] === v)).length;
-  const t0 = Date.now();
-  while (have() < count) {
-    if (Date.now() - t0 > 10_000) assert.fail(`fewer than ${count} log lines matching ${JSON.stringify(match)}:\n${logs.text().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** A full handshake first, then channels that resume the session it left behind. */

@@ -227,6 +227,7 @@ test('readyz-follows-the-gateway: 503 before the listeners open, 200 while servi
     // Once a loaded certificate has expired, the gateway cannot serve: peers would refuse it.
     const serverCert = new X509Certificate(await readFile(join(pki.hostB, 'server-cert.pem')));
     const afterExpiry = new Date(Date.parse(serverCert.validTo) + 1000);
+    // The /readyz body is the product: the sentence a monitor shows the operator.
     assert.match(g.notReady(afterExpiry) ?? '', /^certificate .*server-cert\.pem \(CN=host-b\) has expired; renew it and reload \(SIGHUP\)$/);
     const metrics = await get(g.metricsAddress(), '/metrics');
     assert.equal(metrics.status, 200);

@@ -22,6 +22,8 @@ import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { withTestPki, type TestPki } from '../helpers/pki.js';
 import { runCli } from '../helpers/gateway-process.js';
 import { scrape } from '../helpers/prometheus.js';
+import { quietFor, waitFor, within } from '../helpers/wait-for.js';
+import { cliCode } from '../helpers/assert-code.js';
 
 let dir: string;
 let pki: TestPki;
@@ -55,9 +57,9 @@ async function target(): Promise<{ port: number; connections: () => number; sock
 async function pair(
   targetPort: number,
   route: Record<string, unknown>,
-  o: { tweakB?: (c: Record<string, unknown>) => void; password?: string } = {},
+  o: { tweakB?: (c: Record<string, unknown>) => void; password?: string; logLevel?: string } = {},
 ): Promise<{ p: LocalPair; logs: CapturedLogs }> {
-  const logs = captureLogs('info');
+  const logs = captureLogs(o.logLevel ?? 'info');
   const caseDir = join(dir, `case-${n++}`);
   const p = await startLocalPair({
     dir: caseDir,
@@ -87,9 +89,11 @@ test('probe-up: the route reports its peer up in the log, status and metrics, wi
   const { p, logs } = await pair(t.port, {});
   try {
     const up = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' });
+    // Text is the product: the line names peer, address and target for the operator; no field carries them.
     assert.match(String(up['msg']), /host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed/);
     assert.equal((await peerOf(p)).state, 'up');
     assert.ok((await peerOf(p)).lastOk !== undefined);
+    // `vmgate status` text is what the operator reads (the fields are asserted through status() above).
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer up \(last check \S+\)/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 1);
     assert.equal(t.connections(), 0, 'a probe connected the target');
@@ -121,7 +125,8 @@ test('probe-warms-the-path: after a probe, the first channel of a migration resu
 
 test('probe-down-then-up: a wrong password is reported once with its cause, and a fixed one after reload', async () => {
   const t = await target();
-  const { p, logs } = await pair(t.port, { probeIntervalMs: 1_000 });
+  // At debug level every probe that fails again is logged, so the test can wait for them.
+  const { p, logs } = await pair(t.port, { probeIntervalMs: 1_000 }, { logLevel: 'debug' });
   const passwordFile = join(p.dir, 'to-b.password');
   const good = (await import('node:fs/promises')).readFile(passwordFile, 'utf8');
   try {
@@ -132,20 +137,21 @@ test('probe-down-then-up: a wrong password is reported once with its cause, and 
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' }, 10_000, before);
     assert.equal(down['cause'], 'auth-failed');
     assert.equal(down['level'], 40, 'a peer that refuses is a warning');
-    assert.match(String(down['msg']), /a migration on this route would fail now \(auth-failed\)/);
     assert.equal((await peerOf(p)).state, 'down');
     assert.equal((await peerOf(p)).cause, 'auth-failed');
+    // `vmgate status` text is what the operator reads: the verdict, since when, the code and the reason.
     assert.match(await statusText(join(p.dir, 'a.sock')), /route to-b \(tcp:127\.0\.0\.1:\d+\); peer DOWN since \S+ \(auth-failed\): authentication failed/);
     assert.equal((await scrape(p.a.metricsAddress())).value('vmgate_peer_up', { route: 'to-b', peer: 'host-b' }), 0);
-    // Two more probes fail the same way: nothing more in the log at info or above.
-    await new Promise((r) => setTimeout(r, 2_500));
-    assert.equal(logs.find({ gateway: 'host-a', event: 'peer-down' }, before).length, 1, 'the same cause was logged again');
+    // Two more probes fail the same way: logged at debug only, nothing more at info or above.
+    const again = await logs.waitForCount({ gateway: 'host-a', event: 'peer-down', cause: 'auth-failed', level: 20 }, 2, 10_000, before);
+    assert.equal(again.length, 2);
+    const loud = logs.find({ gateway: 'host-a', event: 'peer-down' }, before).filter((l) => (l['level'] as number) >= 30);
+    assert.equal(loud.length, 1, 'the same cause was logged again at info or above');
     await writeFile(passwordFile, await good, { mode: 0o600 });
     const fixed = logs.mark();
     assert.equal(await p.a.reload(), undefined);
     const back = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' }, 10_000, fixed);
     assert.equal(back['was'], 'down');
-    assert.match(String(back['msg']), /allowed again/);
     assert.equal(t.connections(), 0);
   } finally {
     await p.stop(0);
@@ -181,6 +187,7 @@ test('probe-peer-not-listening: a peer that is down is reported with a stable ca
   try {
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
     assert.equal(down['cause'], 'peer-unreachable');
+    // The address that did not answer is only in the sentence the operator reads.
     assert.match(String(down['msg']), new RegExp(`127\\.0\\.0\\.1:${deadPort}`));
   } finally {
     await p.stop(0);
@@ -192,7 +199,8 @@ test('probe-off: probeIntervalMs 0 never probes', async () => {
   const t = await target();
   const { p, logs } = await pair(t.port, { probeIntervalMs: 0 });
   try {
-    await new Promise((r) => setTimeout(r, 1_000));
+    // An enabled probe runs at once on start; prove that none does within a second.
+    await quietFor(1_000);
     assert.equal(logs.find({ event: 'peer-up' }).length + logs.find({ event: 'peer-down' }).length, 0);
     assert.equal((await peerOf(p)).state, 'unknown');
   } finally {
@@ -202,9 +210,10 @@ test('probe-off: probeIntervalMs 0 never probes', async () => {
 });
 
 /** A "peer gateway" with host-b's certificate that completes TLS, HELLO and SASL, then never answers. */
-async function silentPeer(): Promise<{ port: number; held: TLSSocket[]; close: () => Promise<void> }> {
+async function silentPeer(): Promise<{ port: number; held: TLSSocket[]; probes: () => number; close: () => Promise<void> }> {
   const f = (name: string): Promise<Buffer> => readFile(join(pki.hostB, name));
   const held: TLSSocket[] = [];
+  let probes = 0;
   const silent = createTlsServer({ ca: await f('ca-cert.pem'), cert: await f('server-cert.pem'), key: await f('server-key.pem'), requestCert: true, minVersion: 'TLSv1.3', ALPNProtocols: [ALPN_PROTOCOL] }, (s) => {
     held.push(s);
     s.on('error', () => undefined);
@@ -215,12 +224,14 @@ async function silentPeer(): Promise<{ port: number; held: TLSSocket[]; close: (
       await ctrl.expect(MessageType.AUTH);
       ctrl.send({ type: MessageType.AUTH_OK, user: 'migrate' });
       await ctrl.expect(MessageType.PROBE);
+      probes += 1; // the route now waits for PROBED, which never comes
     })().catch(() => undefined);
   });
   await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
   return {
     port: (silent.address() as { port: number }).port,
     held,
+    probes: () => probes,
     close: async () => {
       for (const s of held) s.destroy();
       await new Promise((r) => silent.close(r));
@@ -235,11 +246,10 @@ test('probe-unanswered: a peer that logs the route in and then never answers PRO
   try {
     const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
     assert.equal(down['cause'], 'handshake-timeout');
+    // handshake-timeout covers several phases: the sentence names the phase and the limit the operator set.
     assert.match(String(down['msg']), /did not complete the control handshake within 500 ms/);
     // The hung probe did not stop the schedule: more probes arrive.
-    const deadline = Date.now() + 5_000;
-    while (silent.held.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(silent.held.length >= 3, `${silent.held.length} probes reached the silent peer in 5 s`);
+    await waitFor(() => silent.held.length >= 3, { what: 'three probes at the silent peer (one per second)', timeoutMs: 5_000, detail: () => `${silent.held.length} arrived` });
   } finally {
     await p.stop(0);
     await silent.close();
@@ -252,16 +262,15 @@ test('probe-stop-abandons: stopping the gateway ends a probe in flight at once, 
   const silent = await silentPeer();
   const { p } = await pair(t.port, { peer: `127.0.0.1:${silent.port}`, connectTimeoutMs: 60_000 });
   try {
-    const deadline = Date.now() + 10_000;
-    while (silent.held.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => silent.probes() >= 1, { what: 'the probe to send PROBE to the silent peer' });
     const probe = silent.held[0];
-    assert.ok(probe, 'the probe never reached the silent peer');
-    await new Promise((r) => setTimeout(r, 300)); // well into the wait for PROBED
+    assert.ok(probe, 'a PROBE arrived on no held connection');
+    // The probe is now waiting for PROBED, which never comes.
     const closed = new Promise<number>((resolve) => probe.once('close', () => resolve(Date.now())));
     const stopAt = Date.now();
     await p.stop(0);
-    const after = (await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 3_000))])) - stopAt;
-    assert.ok(after >= 0 && after < 2_000, `the probe's connection was still open ${after < 0 ? 'more than 3000' : after} ms after stop`);
+    const after = (await within(closed, 3_000, "the probe's connection to close after stop")) - stopAt;
+    assert.ok(after < 2_000, `the probe's connection was still open ${after} ms after stop`);
   } finally {
     await p.stop(0);
     await silent.close();
@@ -275,6 +284,7 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
   try {
     const ok = await runCli(['check-config', '--peers', p.configFiles.a]);
     assert.equal(ok.code, 0, ok.stderr);
+    // check-config's report is text for the operator: the text is the product.
     assert.match(ok.stdout, /route to-b: peer host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed \(\d+ ms\)/);
     const plain = await runCli(['check-config', p.configFiles.a]);
     assert.equal(plain.code, 0, plain.stderr);
@@ -284,7 +294,8 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
     const refused = await runCli(['check-config', '--peers', p.configFiles.a]);
     assert.equal(refused.code, 1);
     assert.match(refused.stdout, /route to-b: .*a migration on this route would fail now \(auth-failed\): authentication failed/);
-    assert.match(refused.stderr, /^error \[auth-failed\]: 1 route\(s\) could not open a channel; the first: route to-b: /);
+    assert.equal(cliCode(refused.stderr), 'auth-failed', refused.stderr);
+    assert.ok(refused.stderr.includes('route to-b'), `the error does not name the route: ${refused.stderr}`);
     assert.doesNotMatch(refused.stdout + refused.stderr, /not-the-password/, 'the password appears in the output');
     assert.equal(t.connections(), 0, 'check-config connected the target');
   } finally {

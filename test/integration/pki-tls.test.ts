@@ -104,7 +104,7 @@ test('tls-revoked-server-refused: a client with the CRL refuses a revoked server
 test('tls-other-ca-refused: a host-a certificate from another CA is not trusted', async () => {
   const r = await exchange(pki.otherCaHost, pki.hostB, { serverCrl: false });
   // Node sends the server's CA along with its certificate, so OpenSSL sees an untrusted root in the chain.
-  assert.match(r.clientError ?? '', /^(SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE)$/);
+  assert.ok(['SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'].includes(r.clientError ?? ''), `client error ${r.clientError}`);
   assert.equal(r.received, '');
 });
 

@@ -20,6 +20,7 @@ import { READ_BUFFER_SIZES, RELAY_HIGH_WATER_MARK } from '../../src/relay/buffer
 import { Relay } from '../../src/relay/relay.js';
 import { ReusedBufferReader, type ReadBufferSizes } from '../../src/relay/reused-buffer-reader.js';
 import { makeTestPki } from '../helpers/pki.js';
+import { quietFor, waitFor } from '../helpers/wait-for.js';
 
 const MiB = 1 << 20;
 const KiB = 1 << 10;
@@ -112,14 +113,14 @@ async function drainSlowly(socket: Socket, reader: ReusedBufferReader, sizes: Re
       out += chunk.length;
       maxOut = Math.max(maxOut, out);
       queue.push(chunk);
-      setTimeout(finishOne, delayMs);
+      setTimeout(finishOne, delayMs); // the slow writer: part of the scenario, not a wait
       return reader.hasRoom();
     },
     () => socket.resume(),
   );
   start();
   await ended;
-  while (queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+  await waitFor(() => queue.length === 0, { what: 'the slow writer to finish every chunk read' });
   return { received, chunks, slabs: slabs.size, maxOut, digest: hash.digest('hex') };
 }
 
@@ -200,8 +201,7 @@ test('adopt-refuses-queued-data: a socket with bytes already queued is left alon
     client.write('queued');
     accepted.resume();
     accepted.pause();
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok(accepted.readableLength > 0, 'the test needs bytes queued in the socket');
+    await waitFor(() => accepted.readableLength > 0, { what: 'bytes queued in the paused socket (the test needs them)' });
     assert.equal(new ReusedBufferReader(READ_BUFFER_SIZES).adopt(accepted), false);
     assert.equal(String(accepted.read()), 'queued', 'the queued bytes are still there');
   } finally {
@@ -227,14 +227,16 @@ test('reused-read-buffers-stop-reading-when-full: nothing more is read while max
     );
     client.write(payload);
     accepted.resume();
-    await new Promise((r) => setTimeout(r, 300));
-    const held = chunks.reduce((n, c) => n + c.length, 0);
-    // Nothing released: reading stopped at the limit although megabytes wait.
+    const bytesRead = (): number => chunks.reduce((n, c) => n + c.length, 0);
+    await waitFor(() => bytesRead() >= sizes.maxOutstandingBytes, { what: 'the reader to fill maxOutstandingBytes' });
+    // Nothing released: reading must stay stopped at the limit although
+    // megabytes wait. Give it 300 ms to (wrongly) read on.
+    await quietFor(300);
+    const held = bytesRead();
     assert.ok(held >= sizes.maxOutstandingBytes && held < sizes.maxOutstandingBytes + sizes.bufferBytes, `${held} bytes read with none written`);
     const before = chunks.length;
     for (let i = 0; i < before; i++) reader.released();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(chunks.length > before, 'reading resumed once bytes came back');
+    await waitFor(() => chunks.length > before, { what: 'reading to resume once bytes came back' });
   } finally {
     client.destroy();
     accepted.destroy();

@@ -17,6 +17,7 @@ import { connectLoopback, exchange, startSink, type PayloadSink } from '../../sr
 import { GatewayProcess, runCli, writeGatewayConfig, writeSecretFile, type CliResult } from '../helpers/gateway-process.js';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
 import { startProcessPair, type ProcessPair } from '../helpers/process-pair.js';
+import { cliCode } from '../helpers/assert-code.js';
 
 const PASSWORD = `Pw-${randomBytes(18).toString('base64url')}`;
 const WRONG_PASSWORD = `Wrong-${randomBytes(18).toString('base64url')}`;
@@ -119,12 +120,14 @@ describe('secrets never reach logs, errors or CLI output', { timeout: 180_000 },
     assert.ok(pair.a.logs.some((l) => l.event === 'channel-close'), 'host-a: no channel line');
     assert.ok(extra[0]?.logs.some((l) => l.event === 'channel-refused' && l['cause'] === 'auth-failed'), 'wrong-password gateway: no auth-failed');
     assert.ok(extra[1]?.logs.some((l) => l.event === 'channel-refused' && l['cause'] === 'tls-verify-failed'), 'other-CA gateway: no tls-verify-failed');
+    // The user tool's confirmations are its product: text for the operator.
     assert.match(cli[0]?.r.stdout ?? '', /added user migrate/);
     assert.match(cli[1]?.r.stdout ?? '', /updated user migrate/);
     assert.match(cli[2]?.r.stdout ?? '', /^migrate$/m);
     const check = cli[3]?.r;
     assert.notEqual(check?.code, 0);
-    assert.match(`${check?.stdout}${check?.stderr}`, /file-insecure/);
+    assert.equal(cliCode(check?.stderr ?? ''), 'file-insecure', `${check?.stdout}${check?.stderr}`);
+    // The refused start is only seen through the process's output (stderr and log tail).
     assert.match(failedStart, /file-insecure.*server-key\.pem/s, 'the refused start names the code and the file');
   });
 

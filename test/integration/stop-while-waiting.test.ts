@@ -14,6 +14,7 @@ import { classifyPeerError } from '../../src/tls/tls-errors.js';
 import { GatewayProcess, addUser, writeGatewayConfig } from '../helpers/gateway-process.js';
 import { logIn, tlsDial } from '../helpers/hostile-client.js';
 import { withTestPki, type TestPki } from '../helpers/pki.js';
+import { quietFor } from '../helpers/wait-for.js';
 
 const ORDER_TIMEOUT_MS = 120_000;
 const STOP_WITHIN_MS = 10_000;
@@ -66,7 +67,10 @@ async function stopsWhileAChannelWaits(workers: number): Promise<void> {
     await logIn({ tls, ctrl }, 'migrate', password);
     ctrl.send({ type: MessageType.OPEN, target: 'incoming', session: randomBytes(16).toString('hex'), channel: 1 });
     const answer = ctrl.expect(MessageType.OPENED).then(() => 'opened', (e: unknown) => (e as { code?: string }).code ?? 'error');
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Channel 1 must NOT connect the target while channel 0 is missing: give it
+    // a second to do so wrongly. (No event marks "the OPEN reached the order
+    // wait" from outside the process; this second covers that too.)
+    await quietFor(1_000);
     assert.equal(targetSockets.length, 0, 'channel 1 must wait for channel 0, not connect the target');
 
     const started = Date.now();

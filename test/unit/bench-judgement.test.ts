@@ -75,6 +75,7 @@ test('QEMU: with no completed stunnel migration there is nothing to compare with
   const qemu = summarizeQemu([migration('stunnel', 0, undefined), migration('vmgate', 0, 0.8)]);
   const multifd = find(judgeTargets({ ...nothingMeasured, qemu }), 'QEMU multifd4: migration');
   assert.equal(multifd.status, 'not measured');
+  // The note is the bench report's text for the reader: the product.
   assert.match(multifd.note ?? '', /stunnel completed 0\/1/);
 });
 

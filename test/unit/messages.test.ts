@@ -16,6 +16,7 @@ function rejects(type: number, body: Record<string, unknown>, code: string, fiel
     (e: unknown) => {
       assert.ok(isVmgateError(e), `expected VmgateError, got ${String(e)}`);
       assert.equal(e.code, code, e.message);
+      // The error has no field for the offending key: the message naming it is what the peer's operator sees.
       if (field !== undefined) assert.match(e.message, new RegExp(`\\b${field}\\b`), e.message);
       return true;
     },
@@ -166,6 +167,7 @@ test('error-unknown-code-maps-to-internal-keeping-original', () => {
   const m = decodeMessage({ type: 7, body: { code: 'quota-exceeded', message: 'too many' } });
   assert.ok(m.type === MessageType.ERROR);
   assert.equal(m.code, 'internal');
+  // Keeping the peer's unknown code and text in the message is the behaviour under test.
   assert.match(m.message, /quota-exceeded/);
   assert.match(m.message, /too many/);
 });

@@ -73,6 +73,7 @@ test('resumed-peer-stale-crl: a CRL past its nextUpdate refuses resumption as a 
   const rev: Revocation = { serials: new Set(), nextUpdate: new Date(NOW - 1) };
   const e = checkResumedPeer(peerCert('1234', NOW - DAY, NOW + DAY), withCrl(rev), NOW);
   assert.equal(e?.code, 'tls-verify-failed');
+  // The message tells the operator what to run; that advice is the product.
   assert.match(e?.message ?? '', /publish-crl/);
 });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import { SessionAllocator } from '../../src/session/session-allocator.js';
 import { SessionOrder } from '../../src/session/session-order.js';
 import { VmgateError } from '../../src/errors.js';
@@ -10,7 +10,7 @@ test('channels-connect-in-order-even-when-they-arrive-reversed', async () => {
   const open = async (ch: number): Promise<void> => {
     await order.turn('peer', 's1', ch);
     connected.push(ch);
-    await new Promise((r) => setTimeout(r, 5)); // a connect takes a moment
+    await new Promise((r) => setImmediate(r)); // a connect takes a turn of the event loop: later channels' turns run meanwhile
     order.release('peer', 's1', ch);
   };
   await Promise.all([open(3), open(2), open(1), open(0)]);
@@ -36,14 +36,21 @@ test('sessions-of-different-peers-do-not-interfere', async () => {
 });
 
 test('a-finished-session-is-forgotten-one-timeout-later', async () => {
-  const order = new SessionOrder(30);
-  await order.turn('peer', 's1', 0);
-  order.release('peer', 's1', 0);
-  order.closed('peer', 's1');
-  assert.equal(order.size, 0, 'a remembered session is not a session in flight');
-  await new Promise((r) => setTimeout(r, 60));
-  // Forgotten: channel 1 now waits for a channel 0 and times out.
-  await assert.rejects(order.turn('peer', 's1', 1), (e: unknown) => e instanceof VmgateError && e.code === 'channel-order');
+  mock.timers.enable({ apis: ['setTimeout'] });
+  try {
+    const order = new SessionOrder(30);
+    await order.turn('peer', 's1', 0);
+    order.release('peer', 's1', 0);
+    order.closed('peer', 's1');
+    assert.equal(order.size, 0, 'a remembered session is not a session in flight');
+    mock.timers.tick(30);
+    // Forgotten: channel 1 now waits for a channel 0 and times out.
+    const late = order.turn('peer', 's1', 1);
+    mock.timers.tick(30);
+    await assert.rejects(late, (e: unknown) => e instanceof VmgateError && e.code === 'channel-order');
+  } finally {
+    mock.timers.reset();
+  }
 });
 
 test('a-channel-that-joins-a-session-whose-channels-all-ended-connects-at-once', async () => {
