@@ -35,10 +35,10 @@ export class PeerClient {
     this.ports = config.listen.kind === 'tcp-range' ? { first: config.listen.first, last: config.listen.last } : undefined;
   }
 
-  /** Opens a channel (on a port-range route: for local `port`); returns the peer socket and any data bytes that followed OPENED. */
-  async open(session: string, channel: number, port: number | undefined, signal?: AbortSignal): Promise<{ peer: PeerSocket; remainder: Buffer }> {
-    const conn = await connectPeer(this.login, signal);
-    return { peer: conn.peer, remainder: await openChannel(conn, this.target, session, channel, port) };
+  /** Opens a channel (on a port-range route: for local `o.port`; `o.signal` abandons the dial); returns the peer socket and any data bytes that followed OPENED. */
+  async open(session: string, channel: number, o: { port?: number | undefined; signal?: AbortSignal } = {}): Promise<{ peer: PeerSocket; remainder: Buffer }> {
+    const conn = await connectPeer(this.login, o.signal);
+    return { peer: conn.peer, remainder: await openChannel(conn, this.target, session, channel, o.port) };
   }
 
   /** Tells the peer we ended these channels, so it ends its legs with the same cause. */

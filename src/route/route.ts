@@ -127,7 +127,7 @@ export class Route {
     local.on('error', () => abandon.abort(new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened')));
     let peer: PeerSocket | undefined;
     try {
-      const opened = await this.peerClient.open(session, channel, port, abandon.signal);
+      const opened = await this.peerClient.open(session, channel, { port, signal: abandon.signal });
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { PeerError } from '../../src/control/control-channel.js';
+import { PeerError } from '../../src/errors.js';
 import type { HandshakeSlots } from '../../src/handshake/handshake-slots.js';
 import { destroyPeer } from '../../src/handshake/client.js';
 import { PeerClient } from '../../src/route/peer-client.js';
