@@ -17,7 +17,7 @@ export interface CostMeter {
   end(): Promise<SideCost[]>;
 }
 
-export async function beginCost(path: RunningPath): Promise<CostMeter> {
+export async function beginCost(path: Pick<RunningPath, 'gateways'>): Promise<CostMeter> {
   await Promise.all(path.gateways.map((g) => resetPeakRss(g.pid)));
   const before = await Promise.all(path.gateways.map((g) => treeUsage(g.pid)));
   return {

@@ -1,7 +1,7 @@
 /** The bench's command line. */
 import { Command, InvalidArgumentError } from 'commander';
 
-export const SECTIONS = ['synthetic', 'handshake', 'memory', 'qemu'] as const;
+export const SECTIONS = ['synthetic', 'handshake', 'memory', 'qemu', 'evacuation'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export interface BenchOptions {
@@ -9,6 +9,10 @@ export interface BenchOptions {
   bytes: number;
   guestMiB: number;
   multifdReliability: number;
+  /** Migrations started at once in the evacuation figure. */
+  evacuationMigrations: number;
+  /** MiB of random RAM in each evacuated guest (the guest has 128 MiB more). */
+  evacuationMiB: number;
   workers: number;
   handshakeChannels: number;
   idleChannels: number;
@@ -50,11 +54,13 @@ function sections(text: string): Section[] {
 
 export function parseOptions(argv: readonly string[], defaultOutDir: string): BenchOptions {
   const program = new Command('npm run bench --')
-    .description('vmgate benchmark: direct loopback vs a stunnel pair vs a vmgate pair, medians, ratios and the targets of issue 6')
+    .description('vmgate benchmark: direct loopback vs a stunnel pair vs a vmgate pair, medians, ratios and the targets of issues 6 and 15')
     .option('--runs <n>', 'rounds; each figure is the median of this many runs', positiveInt, 5)
     .option('--size <bytes>', 'bytes per synthetic measurement (all streams together)', parseSize, 2 * 2 ** 30)
     .option('--guest-mib <n>', 'MiB of random RAM in the migrated guest', positiveInt, 512)
     .option('--multifd-reliability <n>', 'extra multifd 4 migrations through vmgate that must all complete (0: none)', positiveInt, 20)
+    .option('--evacuation-migrations <n>', 'evacuation: precopy migrations started at once, each on its own port of a range', positiveInt, 4)
+    .option('--evacuation-mib <n>', 'evacuation: MiB of random RAM per guest (each guest has 128 MiB more)', positiveInt, 128)
     .option('--workers <n>', 'workers setting to compare with 1 on 4 streams (when the setting exists)', positiveInt, 2)
     .option('--handshake-channels <n>', 'channels opened at once for the handshake figure', positiveInt, 8)
     .option('--idle-channels <n>', 'idle channels held open for the memory figure', positiveInt, 64)
@@ -67,7 +73,7 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     .exitOverride();
   program.parse([...argv], { from: 'user' });
   const o = program.opts<{
-    runs: number; size: number; guestMib: number; multifdReliability: number; workers: number;
+    runs: number; size: number; guestMib: number; multifdReliability: number; evacuationMigrations: number; evacuationMib: number; workers: number;
     handshakeChannels: number; idleChannels: number; growthSize: number; only: Section[]; outDir: string; docs: boolean; baselineCli?: string; cpuProf?: string;
   }>();
   if (o.runs < 1) throw new InvalidArgumentError('--runs must be at least 1');
@@ -76,6 +82,8 @@ export function parseOptions(argv: readonly string[], defaultOutDir: string): Be
     bytes: o.size,
     guestMiB: Math.max(o.guestMib, 64),
     multifdReliability: o.multifdReliability,
+    evacuationMigrations: Math.max(o.evacuationMigrations, 1),
+    evacuationMiB: Math.max(o.evacuationMib, 16),
     workers: Math.max(o.workers, 2),
     handshakeChannels: Math.max(o.handshakeChannels, 1),
     idleChannels: Math.max(o.idleChannels, 1),

@@ -7,13 +7,15 @@
  * docs/performance.md. `npm run bench -- --help` lists the options.
  */
 import { freemem } from 'node:os';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommanderError } from 'commander';
 import { findQemu } from '../src/demo/qemu-demo.js';
 import { messageOf } from '../src/errors.js';
 import { randomGuestImage } from '../src/qemu/qemu-vm.js';
+import { runEvacuations, type EvacuationSample } from './evacuation.js';
+import { judgeEvacuation, summarizeEvacuation } from './evacuation-summary.js';
 import { makeFixture } from './fixture.js';
 import { runHandshakes, type HandshakeSample } from './handshake.js';
 import { HoldSink } from './hold-sink.js';
@@ -25,9 +27,9 @@ import { directPath, type PathSpec } from './paths/path.js';
 import { stunnelMissing, stunnelPath, stunnelVersion } from './paths/stunnel.js';
 import { vmgatePath } from './paths/vmgate.js';
 import { runQemuMigrations, runReliability, type QemuCase, type QemuSample } from './qemu-migration.js';
-import { resultsSection, writeResultsSection } from './report/markdown.js';
+import { EVACUATION_END, EVACUATION_START, evacuationSection, resultsSection, writeResultsSection } from './report/markdown.js';
 import type { BenchResults } from './report/results.js';
-import { resultTables } from './report/tables.js';
+import { evacuationTables, resultTables } from './report/tables.js';
 import { summarizeHandshakes, summarizeMemory, summarizeQemu, summarizeSynthetic } from './summary.js';
 import { runSynthetic, type SyntheticCase, type SyntheticSample } from './synthetic.js';
 import { judgeTargets } from './targets.js';
@@ -42,8 +44,9 @@ async function main(o: BenchOptions): Promise<void> {
   const notes: string[] = [];
   const missingStunnel = stunnelMissing();
   if (missingStunnel) notes.push(`stunnel path left out: ${missingStunnel}`);
-  const qemuBinary = o.sections.includes('qemu') ? await findQemu() : undefined;
-  if (o.sections.includes('qemu') && qemuBinary === undefined) notes.push('QEMU migrations left out: qemu-system-x86_64 not found (Debian package qemu-system-x86)');
+  const wantQemu = o.sections.includes('qemu') || o.sections.includes('evacuation');
+  const qemuBinary = wantQemu ? await findQemu() : undefined;
+  if (wantQemu && qemuBinary === undefined) notes.push('QEMU migrations and the evacuation left out: qemu-system-x86_64 not found (Debian package qemu-system-x86)');
   const workersPaths = workersKeyPaths();
   const workersAvailable = workersPaths.length > 0;
   if (!workersAvailable) notes.push(`the workers setting is not available in this build (no "workers" key in the config schema): 4 streams measured with one process per gateway only`);
@@ -99,7 +102,7 @@ async function main(o: BenchOptions): Promise<void> {
     }
     let qemu: QemuSample[] = [];
     let reliability: BenchResults['qemu']['reliability'];
-    if (qemuBinary !== undefined) {
+    if (qemuBinary !== undefined && o.sections.includes('qemu')) {
       const needMiB = 3 * (o.guestMiB + 128);
       if (freemem() / 2 ** 20 < needMiB) throw new Error(`QEMU part: two guests of ${o.guestMiB + 128} MiB and the image need about ${needMiB} MiB free; pick a smaller --guest-mib`);
       say(`\nReal QEMU: paused guest with ${o.guestMiB} MiB of random RAM`);
@@ -117,11 +120,23 @@ async function main(o: BenchOptions): Promise<void> {
         reliability = { path: vmgate.name, runs: samples.length, completed: samples.filter((s) => s.ok).length, samples };
       }
     }
+    let evacuation: EvacuationSample[] = [];
+    if (qemuBinary !== undefined && o.sections.includes('evacuation')) {
+      const n = o.evacuationMigrations;
+      const guestMiB = o.evacuationMiB + 128;
+      // Sources hold their RAM from the start; destinations fill theirs as it arrives.
+      const needMiB = 2 * n * guestMiB + o.evacuationMiB;
+      if (freemem() / 2 ** 20 < needMiB) throw new Error(`evacuation: ${2 * n} guests of ${guestMiB} MiB need about ${needMiB} MiB free; pick a smaller --evacuation-mib or --evacuation-migrations`);
+      say(`\nEvacuation: ${n} precopy migrations at once, paused guests of ${guestMiB} MiB with ${o.evacuationMiB} MiB of random RAM, one port each`);
+      const image = await randomGuestImage(await mkdtemp(join(fx.dir, 'evacuation-')), o.evacuationMiB);
+      evacuation = await runEvacuations(three, { dir: fx.dir, binary: qemuBinary, image, randomMiB: o.evacuationMiB }, { runs: o.runs, migrations: n, say });
+    }
 
     const syntheticRows = summarizeSynthetic(synthetic);
     const qemuRows = summarizeQemu(qemu);
     const handshakeRows = summarizeHandshakes(handshakes);
     const memoryRows = summarizeMemory(idle, growth);
+    const evacuationRows = summarizeEvacuation(evacuation, o.evacuationMigrations);
     const results: BenchResults = {
       date: started.toISOString(),
       durationSeconds: (Date.now() - started.getTime()) / 1000,
@@ -142,17 +157,28 @@ async function main(o: BenchOptions): Promise<void> {
         memory: memoryRows,
         workers: { available: workersAvailable, count: o.workers },
       }),
+      evacuation: { migrations: o.evacuationMigrations, guestMiB: o.evacuationMiB, rows: evacuationRows, samples: evacuation, targets: judgeEvacuation(evacuationRows, o.evacuationMigrations) },
     };
     say('');
-    for (const block of resultTables(results, 'text')) say(`${block}\n`);
+    const mainSections = o.sections.some((s) => s !== 'evacuation');
+    if (mainSections) for (const block of resultTables(results, 'text')) say(`${block}\n`);
+    for (const block of evacuationTables(results, 'text')) say(`${block}\n`);
     await mkdir(o.outDir, { recursive: true });
     const jsonFile = join(o.outDir, `${results.date.replace(/[:.]/g, '-')}.json`);
-    await writeFile(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+    // No machine paths in what is kept: the work dir (QEMU errors name it) and the checkout.
+    const json = JSON.stringify(results, null, 2).replaceAll(fx.dir, '<work dir>').replaceAll(REPO_ROOT, '');
+    await writeFile(jsonFile, `${json}\n`);
     say(`results saved to ${jsonFile}`);
     if (o.docs) {
       const doc = join(REPO_ROOT, 'docs', 'performance.md');
-      await writeResultsSection(doc, resultsSection(results, jsonFile, REPO_ROOT));
-      say(`results section of ${doc} rewritten`);
+      if (mainSections) {
+        await writeResultsSection(doc, resultsSection(results, jsonFile, REPO_ROOT));
+        say(`results section of ${doc} rewritten`);
+      }
+      if (results.evacuation.rows.length > 0) {
+        await writeResultsSection(doc, evacuationSection(results, jsonFile, REPO_ROOT), { start: EVACUATION_START, end: EVACUATION_END, heading: 'Evacuation results' });
+        say(`evacuation section of ${doc} rewritten`);
+      }
     }
   } finally {
     traffic.stop();

@@ -15,7 +15,7 @@ export interface Ratios {
 }
 
 /** Ratios of `row`'s samples to `other`'s, round by round, for the rounds both have. */
-function perRound<S extends { path: string; round: number }>(samples: readonly S[], row: string, other: string, compare: (a: S, b: S) => Ratios): { speed: number[]; cpu: number[] } {
+export function perRound<S extends { path: string; round: number }>(samples: readonly S[], row: string, other: string, compare: (a: S, b: S) => Ratios): { speed: number[]; cpu: number[] } {
   const out = { speed: [] as number[], cpu: [] as number[] };
   for (const a of samples.filter((x) => x.path === row)) {
     const b = samples.find((x) => x.path === other && x.round === a.round);
@@ -76,7 +76,7 @@ export interface MemoryRow {
 const isVmgate = (path: string): boolean => path.startsWith('vmgate');
 
 /** Sets vsStunnel and vsDirect on the vmgate rows of one case (rows of the same streams/mode). */
-function attachRatios<R extends { path: string; vsStunnel?: Ratios; vsDirect?: Ratios }>(rows: readonly R[], compare: (row: R, other: R) => Ratios): void {
+export function attachRatios<R extends { path: string; vsStunnel?: Ratios; vsDirect?: Ratios }>(rows: readonly R[], compare: (row: R, other: R) => Ratios): void {
   const stunnel = rows.find((r) => r.path === 'stunnel');
   const direct = rows.find((r) => r.path === 'direct');
   for (const row of rows.filter((r) => isVmgate(r.path))) {

@@ -27,7 +27,7 @@ export interface TargetInput {
 const MiB = 2 ** 20;
 const x = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`);
 
-function judge(target: string, value: number | undefined, ok: (v: number) => boolean, shown: string, note?: string): TargetResult {
+export function judge(target: string, value: number | undefined, ok: (v: number) => boolean, shown: string, note?: string): TargetResult {
   const status = value === undefined ? 'not measured' : ok(value) ? 'pass' : 'FAIL';
   return { target, measured: value === undefined ? '-' : shown, status, ...(note !== undefined ? { note } : {}) };
 }
@@ -40,7 +40,7 @@ function spread(values: readonly number[] | undefined, ok: (v: number) => boolea
 }
 
 /** A ratio target judged on the median, with the per-round spread as its note. */
-function judgeRatio(target: string, r: Ratios | undefined, key: 'speed' | 'cpu', ok: (v: number) => boolean, note?: string): TargetResult {
+export function judgeRatio(target: string, r: Ratios | undefined, key: 'speed' | 'cpu', ok: (v: number) => boolean, note?: string): TargetResult {
   return judge(target, r?.[key], ok, x(r?.[key]), note ?? spread(r?.rounds?.[key], ok));
 }
 

@@ -16,3 +16,29 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Whether `host:port` can be listened on right now. */
+function canListen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, host, () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `count` consecutive ports free on every one of `hosts`, as libvirt's
+ * migration range would be: the first port. Picked below Linux's ephemeral
+ * range (32768 and up) so outgoing connections do not take them meanwhile.
+ */
+export async function freePortRange(count: number, hosts: readonly string[], tries = 50): Promise<number> {
+  for (let i = 0; i < tries; i++) {
+    const first = 20_000 + Math.floor(Math.random() * (12_000 - count));
+    let free = true;
+    for (let p = first; p < first + count && free; p++) {
+      for (const host of hosts) if (!(await canListen(host, p))) free = false;
+    }
+    if (free) return first;
+  }
+  throw new Error(`no ${count} consecutive free ports on ${hosts.join(', ')} after ${tries} tries`);
+}

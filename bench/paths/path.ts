@@ -18,6 +18,21 @@ export interface RunningPath {
   stop(): Promise<void>;
 }
 
+/**
+ * A path over a range of ports, as an evacuation needs (libvirt picks one
+ * incoming port per migration): the source connects `host`:P to reach the
+ * destination listening on 127.0.0.1:P, for every P of the range.
+ */
+export interface RunningRange {
+  /** The address the sources connect, on the same port numbers as the targets. */
+  host: string;
+  gateways: GatewaySide[];
+  stop(): Promise<void>;
+}
+
+/** The loopback address a gateway listens on for a port range (the targets hold the same ports on 127.0.0.1). */
+export const RANGE_GATEWAY_HOST = '127.0.0.2';
+
 export interface PathSpec {
   /** Name in tables and JSON: direct, stunnel, vmgate, vmgate-w2 ... */
   name: string;
@@ -26,6 +41,8 @@ export interface PathSpec {
   workers?: number;
   /** Starts the path in front of a plain TCP target on 127.0.0.1:`targetPort`. */
   start(targetPort: number): Promise<RunningPath>;
+  /** Starts the path in front of plain TCP targets on 127.0.0.1:`first`..`first + count - 1`. */
+  startRange(first: number, count: number): Promise<RunningRange>;
 }
 
 export const directPath: PathSpec = {
@@ -33,5 +50,8 @@ export const directPath: PathSpec = {
   kind: 'direct',
   start(targetPort: number): Promise<RunningPath> {
     return Promise.resolve({ port: targetPort, gateways: [], stop: () => Promise.resolve() });
+  },
+  startRange(): Promise<RunningRange> {
+    return Promise.resolve({ host: '127.0.0.1', gateways: [], stop: () => Promise.resolve() });
   },
 };

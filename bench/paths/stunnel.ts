@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { onProcessExit } from '../../src/util/process-exit.js';
 import type { Fixture } from '../fixture.js';
 import { freePort } from './free-port.js';
-import type { PathSpec, RunningPath } from './path.js';
+import { RANGE_GATEWAY_HOST, type PathSpec, type RunningPath, type RunningRange } from './path.js';
 
 export const STUNNEL = 'stunnel4';
 const READY_TIMEOUT_MS = 10_000;
@@ -28,55 +28,71 @@ export function stunnelVersion(): string {
   return /stunnel \S+/.exec(`${r.stdout}${r.stderr}`)?.[0] ?? 'unknown';
 }
 
+/** The TLS lines of one side's services: the test PKI, chain and CRL checked, TLS 1.3 only. */
+function tlsLines(dir: string, role: 'client' | 'server'): string[] {
+  return [
+    `cert = ${join(dir, `${role}-cert.pem`)}`,
+    `key = ${join(dir, `${role}-key.pem`)}`,
+    `CAfile = ${join(dir, 'ca-cert.pem')}`,
+    `CRLfile = ${join(dir, 'ca-crl.pem')}`,
+    'verifyChain = yes',
+    'sslVersionMin = TLSv1.3',
+    'sslVersionMax = TLSv1.3',
+  ];
+}
+
+type Service = { name: string; lines: string[] };
+
+/** Starts B (servers), then A (clients) with one service per entry of `pairs`; stops B again if A fails. */
+async function startPair(fx: Fixture, tag: string, pairs: ReadonlyArray<{ accept: string; target: string; portB: number }>): Promise<{ a: ChildProcess; b: ChildProcess }> {
+  const b = await startStunnel(join(fx.dir, `stunnel-${tag}-b.conf`), pairs.map((p, i): Service => ({
+    name: `relay-${i}`,
+    lines: [`accept = 127.0.0.1:${p.portB}`, `connect = ${p.target}`, ...tlsLines(fx.pki.hostB, 'server')],
+  })));
+  try {
+    const a = await startStunnel(join(fx.dir, `stunnel-${tag}-a.conf`), pairs.map((p, i): Service => ({
+      name: `relay-${i}`,
+      lines: ['client = yes', `accept = ${p.accept}`, `connect = 127.0.0.1:${p.portB}`, 'checkHost = host-b', ...tlsLines(fx.pki.hostA, 'client')],
+    })));
+    return { a, b };
+  } catch (e: unknown) {
+    await stopProcess(b);
+    throw e;
+  }
+}
+
+function sides(a: ChildProcess, b: ChildProcess): RunningPath['gateways'] {
+  return [{ side: 'A', pid: a.pid ?? -1 }, { side: 'B', pid: b.pid ?? -1 }];
+}
+
 export function stunnelPath(fx: Fixture): PathSpec {
   let count = 0;
   return {
     name: 'stunnel',
     kind: 'stunnel',
     async start(targetPort: number): Promise<RunningPath> {
-      const n = count++;
       const [portA, portB] = [await freePort(), await freePort()];
-      const files = (dir: string, role: 'client' | 'server'): string[] => [
-        `cert = ${join(dir, `${role}-cert.pem`)}`,
-        `key = ${join(dir, `${role}-key.pem`)}`,
-        `CAfile = ${join(dir, 'ca-cert.pem')}`,
-        `CRLfile = ${join(dir, 'ca-crl.pem')}`,
-        'verifyChain = yes',
-        'sslVersionMin = TLSv1.3',
-        'sslVersionMax = TLSv1.3',
-      ];
-      const b = await startStunnel(join(fx.dir, `stunnel-${n}-b.conf`), [
-        `accept = 127.0.0.1:${portB}`,
-        `connect = 127.0.0.1:${targetPort}`,
-        ...files(fx.pki.hostB, 'server'),
-      ]);
-      let a: ChildProcess;
-      try {
-        a = await startStunnel(join(fx.dir, `stunnel-${n}-a.conf`), [
-          'client = yes',
-          `accept = 127.0.0.1:${portA}`,
-          `connect = 127.0.0.1:${portB}`,
-          'checkHost = host-b',
-          ...files(fx.pki.hostA, 'client'),
-        ]);
-      } catch (e: unknown) {
-        await stopProcess(b);
-        throw e;
-      }
-      return {
-        port: portA,
-        gateways: [{ side: 'A', pid: a.pid ?? -1 }, { side: 'B', pid: b.pid ?? -1 }],
-        stop: async () => {
-          await Promise.all([stopProcess(a), stopProcess(b)]);
-        },
-      };
+      const { a, b } = await startPair(fx, String(count++), [{ accept: `127.0.0.1:${portA}`, target: `127.0.0.1:${targetPort}`, portB }]);
+      return { port: portA, gateways: sides(a, b), stop: () => Promise.all([stopProcess(a), stopProcess(b)]).then(() => undefined) };
+    },
+    /**
+     * stunnel has no port ranges: an operator writes one service per port of
+     * libvirt's range on each side, which is what this does (one process per
+     * side, `count` services in it).
+     */
+    async startRange(first: number, n: number): Promise<RunningRange> {
+      const pairs = [];
+      for (let i = 0; i < n; i++) pairs.push({ accept: `${RANGE_GATEWAY_HOST}:${first + i}`, target: `127.0.0.1:${first + i}`, portB: await freePort() });
+      const { a, b } = await startPair(fx, `range-${count++}`, pairs);
+      return { host: RANGE_GATEWAY_HOST, gateways: sides(a, b), stop: () => Promise.all([stopProcess(a), stopProcess(b)]).then(() => undefined) };
     },
   };
 }
 
 /** Writes the config and starts stunnel in the foreground; resolves once it says its configuration is loaded. */
-async function startStunnel(configFile: string, service: string[]): Promise<ChildProcess> {
-  await writeFile(configFile, ['foreground = yes', 'pid =', 'debug = notice', '[relay]', ...service, ''].join('\n'), { mode: 0o600 });
+async function startStunnel(configFile: string, services: readonly Service[]): Promise<ChildProcess> {
+  const body = services.flatMap((s) => [`[${s.name}]`, ...s.lines]);
+  await writeFile(configFile, ['foreground = yes', 'pid =', 'debug = notice', ...body, ''].join('\n'), { mode: 0o600 });
   const child = spawn(STUNNEL, [configFile], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   const forget = onProcessExit(() => kill(child, 'SIGKILL'));
   child.once('exit', forget);

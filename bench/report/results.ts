@@ -1,6 +1,8 @@
 /** Everything one bench run produced: saved as JSON, printed as tables, written into docs/performance.md. */
 import type { HandshakeSample } from '../handshake.js';
 import type { Machine } from '../machine.js';
+import type { EvacuationSample } from '../evacuation.js';
+import type { EvacuationRow } from '../evacuation-summary.js';
 import type { GrowthSample, IdleSample } from '../memory.js';
 import type { QemuSample } from '../qemu-migration.js';
 import type { HandshakeRow, MemoryRow, QemuRow, SyntheticRow } from '../summary.js';
@@ -21,4 +23,6 @@ export interface BenchResults {
   handshake: { rows: HandshakeRow[]; samples: HandshakeSample[] };
   memory: { rows: MemoryRow[]; idle: IdleSample[]; growth: GrowthSample[] };
   targets: TargetResult[];
+  /** Several precopy migrations at once through one pair (issue 15); empty rows when the section did not run. */
+  evacuation: { migrations: number; guestMiB: number; rows: EvacuationRow[]; samples: EvacuationSample[]; targets: TargetResult[] };
 }

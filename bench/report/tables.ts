@@ -75,6 +75,37 @@ export function resultTables(r: BenchResults, style: 'text' | 'markdown'): strin
     );
   }
   out.push(title('Targets (issue 6)'));
-  out.push(table(['target', 'measured', 'result', 'note'], r.targets.map((t) => [t.target, t.measured, t.status, t.note ?? '']), style));
+  out.push(targetTable(r.targets, style));
   return out;
+}
+
+function targetTable(targets: BenchResults['targets'], style: 'text' | 'markdown'): string {
+  return table(['target', 'measured', 'result', 'note'], targets.map((t) => [t.target, t.measured, t.status, t.note ?? '']), style);
+}
+
+/** The evacuation figure (issue 15) and its targets; nothing when the section did not run. */
+export function evacuationTables(r: BenchResults, style: 'text' | 'markdown'): string[] {
+  const e = r.evacuation;
+  if (e.rows.length === 0) return [];
+  const title = (t: string): string => (style === 'markdown' ? `#### ${t}` : `== ${t}`);
+  return [
+    title(`Evacuation: ${e.migrations} precopy migrations at once through one pair (paused guests, ${e.guestMiB} MiB random RAM each, medians of rounds with every guest intact)`),
+    table(
+      ['path', 'intact', 'rounds with all intact', 'seconds until last done', 'aggregate MB/s', 'x stunnel', 'x direct', 'CPU s/GiB (A+B)', 'CPU x stunnel'],
+      e.rows.map((row) => [
+        row.path,
+        `${row.intact}/${row.migrations}`,
+        `${row.roundsIntact}/${row.rounds}`,
+        fmt.num(row.seconds, 2),
+        fmt.num(row.mbPerSec),
+        fmt.ratio(row.vsStunnel?.speed),
+        fmt.ratio(row.vsDirect?.speed),
+        fmt.num(row.cpuSecondsPerGiB, 2),
+        fmt.ratio(row.vsStunnel?.cpu),
+      ]),
+      style,
+    ),
+    title('Targets (issue 15)'),
+    targetTable(e.targets, style),
+  ];
 }
