@@ -68,16 +68,22 @@ export function summarizeEvacuation(samples: readonly EvacuationSample[], migrat
   return rows;
 }
 
+/** The targets for `vmgate` (always listed) and for any other vmgate row measured (vmgate-wN). */
 export function judgeEvacuation(rows: readonly EvacuationRow[], migrations: number): TargetResult[] {
-  const vmgate = rows.find((r) => r.path === 'vmgate');
   const stunnel = rows.find((r) => r.path === 'stunnel');
   const ok = (v: number): boolean => v >= EVACUATION_TARGET_RATIO;
   const lost = stunnel !== undefined && stunnel.intact < stunnel.migrations ? `stunnel lost ${stunnel.migrations - stunnel.intact} of ${stunnel.migrations} migrations` : undefined;
-  const ratioTarget = judgeRatio(`evacuation, ${migrations} precopy at once: aggregate >= ${EVACUATION_TARGET_RATIO}x stunnel`, vmgate?.vsStunnel, 'speed', ok);
-  const notes = [ratioTarget.note, lost].filter((n) => n !== undefined);
-  const out: TargetResult[] = [{ ...ratioTarget, ...(notes.length > 0 ? { note: notes.join('; ') } : {}) }];
-  const target = `evacuation through vmgate: every migration intact (RAM equal)`;
-  if (vmgate === undefined || vmgate.migrations === 0) out.push({ target, measured: '-', status: 'not measured' });
-  else out.push({ target, measured: `${vmgate.intact}/${vmgate.migrations}`, status: vmgate.intact === vmgate.migrations ? 'pass' : 'FAIL' });
+  const paths = ['vmgate', ...rows.map((r) => r.path).filter((p) => p.startsWith('vmgate-w'))];
+  const out: TargetResult[] = [];
+  for (const path of paths) {
+    const row = rows.find((r) => r.path === path);
+    const label = path === 'vmgate' ? '' : ` (${path})`;
+    const ratioTarget = judgeRatio(`evacuation, ${migrations} precopy at once${label}: aggregate >= ${EVACUATION_TARGET_RATIO}x stunnel`, row?.vsStunnel, 'speed', ok);
+    const notes = [ratioTarget.note, lost].filter((n) => n !== undefined);
+    out.push({ ...ratioTarget, ...(notes.length > 0 ? { note: notes.join('; ') } : {}) });
+    const target = `evacuation through ${path}: every migration intact (RAM equal)`;
+    if (row === undefined || row.migrations === 0) out.push({ target, measured: '-', status: 'not measured' });
+    else out.push({ target, measured: `${row.intact}/${row.migrations}`, status: row.intact === row.migrations ? 'pass' : 'FAIL' });
+  }
   return out;
 }

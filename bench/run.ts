@@ -129,7 +129,9 @@ async function main(o: BenchOptions): Promise<void> {
       if (freemem() / 2 ** 20 < needMiB) throw new Error(`evacuation: ${2 * n} guests of ${guestMiB} MiB need about ${needMiB} MiB free; pick a smaller --evacuation-mib or --evacuation-migrations`);
       say(`\nEvacuation: ${n} precopy migrations at once, paused guests of ${guestMiB} MiB with ${o.evacuationMiB} MiB of random RAM, one port each`);
       const image = await randomGuestImage(await mkdtemp(join(fx.dir, 'evacuation-')), o.evacuationMiB);
-      evacuation = await runEvacuations(three, { dir: fx.dir, binary: qemuBinary, image, randomMiB: o.evacuationMiB }, { runs: o.runs, migrations: n, say });
+      // With workers, the route's sessions (one per port) spread over the worker processes.
+      const evacuationPaths = [...three, vmgateN].filter((p): p is PathSpec => p !== undefined);
+      evacuation = await runEvacuations(evacuationPaths, { dir: fx.dir, binary: qemuBinary, image, randomMiB: o.evacuationMiB }, { runs: o.runs, migrations: n, say });
     }
 
     const syntheticRows = summarizeSynthetic(synthetic);

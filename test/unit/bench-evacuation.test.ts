@@ -84,3 +84,11 @@ test('without a vmgate or stunnel figure both targets are "not measured", never 
   const failedStart = summarizeEvacuation([{ path: 'vmgate', round: 0, guests: [], sides: [], error: 'QEMU did not start' }], 2);
   assert.deepEqual(judgeEvacuation(failedStart, 2).map((t) => t.status), ['not measured', 'FAIL']);
 });
+
+test('a vmgate-wN row gets its own pair of targets; vmgate is always listed', () => {
+  const rows = summarizeEvacuation([round('stunnel', 0, 4), round('vmgate-w2', 0, 3)], 2);
+  const results = judgeEvacuation(rows, 2);
+  assert.deepEqual(results.map((t) => t.status), ['not measured', 'not measured', 'pass', 'pass']);
+  assert.match(results[2]?.target ?? '', /\(vmgate-w2\)/);
+  assert.equal(results[2]?.measured, `${(4 / 3).toFixed(2)}x`);
+});
