@@ -178,7 +178,7 @@ async function main(o: BenchOptions): Promise<void> {
         say(`results section of ${doc} rewritten`);
       }
       if (results.evacuation.rows.length > 0) {
-        await writeResultsSection(doc, evacuationSection(results, jsonFile, REPO_ROOT), { start: EVACUATION_START, end: EVACUATION_END, heading: 'Evacuation results' });
+        await writeResultsSection(doc, evacuationSection(results, jsonFile, REPO_ROOT), { start: EVACUATION_START, end: EVACUATION_END, heading: 'Evacuation: several migrations at once (issue 15)' });
         say(`evacuation section of ${doc} rewritten`);
       }
     }
