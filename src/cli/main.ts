@@ -39,8 +39,9 @@ program
   .description('validate a config and every file it names, and explain what the gateway would do')
   .argument('<file>', 'YAML config file')
   .option('--peers', "also ask each route's peer whether it would open the route's target (TLS, login, allow-list; the target is not connected)")
-  .action(async (file: string, o: { peers?: boolean }) => {
-    const r = await checkConfig(file, { peers: o.peers === true });
+  .option('--as <user>', "check that this user can read every file and hand sockets to each socket group (default: as root, vmgate.service's User=, with its SupplementaryGroups=; otherwise yourself)")
+  .action(async (file: string, o: { peers?: boolean; as?: string }) => {
+    const r = await checkConfig(file, { peers: o.peers === true, as: o.as });
     console.log(r.report);
     if (r.failure) throw r.failure;
   });
