@@ -83,6 +83,7 @@ export async function daemonAccount(as: string | undefined, unit: string[] | und
     }
   }
   const user = await lookupUser(name);
+  if (user === undefined && as === undefined) return { note: `uid ${name} has no user name (getent passwd ${name} finds none): checked the files as this process only` };
   if (user === undefined) throw new VmgateError('config-invalid', `--as ${name}: no such user (getent passwd ${name} finds none)`);
   const gids = new Set(await userGroupIds(user.name));
   gids.add(user.gid);
