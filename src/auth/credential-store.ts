@@ -19,7 +19,7 @@
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { messageOf, systemCode, VmgateError } from '../errors.js';
@@ -255,7 +255,14 @@ export class CredentialStore {
     return same && record !== undefined && secret !== undefined;
   }
 
-  /** Writes atomically: a 0600 temp file in the same directory, fsync, rename, fsync the directory. */
+  /**
+   * Writes atomically: a temp file in the same directory, fsync, rename, fsync
+   * the directory. A new store is 0600 and belongs to the caller. An existing
+   * one keeps its owner, group and mode: root running `vmgate users add` on
+   * the store of a daemon that runs as `vmgate` must not leave it root:root
+   * (the daemon could no longer read it). When the owner cannot be kept
+   * (another user, not root), nothing is written.
+   */
   async save(path: string): Promise<void> {
     const users: Record<string, unknown> = {};
     for (const name of this.users()) {
@@ -270,10 +277,21 @@ export class CredentialStore {
     const text = `${JSON.stringify({ version: 1, users }, null, 2)}\n`;
     const dir = dirname(path);
     const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+    const old = await stat(path).catch(() => undefined);
     try {
       const fh = await open(tmp, 'wx', 0o600);
       try {
-        await fh.chmod(0o600); // whatever the umask
+        if (old !== undefined && (old.uid !== process.geteuid?.() || old.gid !== process.getegid?.())) {
+          await fh.chown(old.uid, old.gid).catch((e: unknown) => {
+            throw new VmgateError(
+              'credentials-unwritable',
+              `cannot keep the owner ${old.uid}:${old.gid} of credential store ${path} (${systemCode(e) ?? messageOf(e)}): rewritten by this user, the gateway could no longer read it; ` +
+                `run vmgate users as root or as the store's owner`,
+              { cause: e },
+            );
+          });
+        }
+        await fh.chmod(old === undefined ? 0o600 : old.mode & 0o777); // whatever the umask
         await fh.writeFile(text, 'utf8');
         await fh.sync();
       } finally {
@@ -282,6 +300,7 @@ export class CredentialStore {
       await rename(tmp, path);
     } catch (e: unknown) {
       await unlink(tmp).catch(() => undefined);
+      if (e instanceof VmgateError) throw e;
       throw new VmgateError('credentials-unwritable', `cannot write credential store ${path}: ${systemCode(e) ?? messageOf(e)}`, { cause: e });
     }
     // Make the rename durable; some filesystems cannot fsync a directory, and the data is already safe.

@@ -5,6 +5,18 @@ import { VmgateError, messageOf } from '../errors.js';
 import { loadReloadable, type Reloadable } from '../daemon/reloadable.js';
 import { PeerClient } from '../route/peer-client.js';
 import { expiringSoon } from '../tls/identity.js';
+import { DISK_FILES, type FileSource } from '../util/file-source.js';
+import { checkFilesAs, checkSocketGroups, type NamedFile } from './check-as-user.js';
+import { daemonAccount } from './daemon-account.js';
+
+export interface CheckConfigOptions {
+  /** Also PROBE each route's peer. */
+  peers?: boolean;
+  /** Check files and socket groups as this user (default: root checks as the unit's user, others as themselves). */
+  as?: string | undefined;
+  /** The unit file and drop-ins to take User= and SupplementaryGroups= from (default: where systemd looks for vmgate.service). */
+  unit?: string[] | undefined;
+}
 
 /**
  * `vmgate check-config`: loads everything `run` would load (config, identity,
@@ -15,18 +27,35 @@ import { expiringSoon } from '../tls/identity.js';
  * the route's target (PROBE, docs/protocol.md: TLS, login, allow-list; the
  * target is not connected): the report has every verdict, and `failure` the
  * first refusal. A setup can be checked end to end before the daemon runs.
+ *
+ * It also checks as the user the daemon will run as (check-as-user.ts):
+ * every file readable by that user, every socket group there and in reach.
  */
-export async function checkConfig(file: string, o: { peers?: boolean } = {}): Promise<{ report: string; failure?: VmgateError }> {
+export async function checkConfig(file: string, o: CheckConfigOptions = {}): Promise<{ report: string; failure?: VmgateError }> {
   const config = await loadConfig(file);
-  const state = await loadReloadable(config);
+  const read: NamedFile[] = [{ path: config.file, what: 'config', secret: false }];
+  const recording: FileSource = {
+    secret: (path, what) => (read.push({ path, what, secret: true }), DISK_FILES.secret(path, what)),
+    public: (path, what) => (read.push({ path, what, secret: false }), DISK_FILES.public(path, what)),
+  };
+  const state = await loadReloadable(config, undefined, recording);
   const { identity } = state;
   const lines = [`config ${config.file} is valid.`, ...explain(config)];
   lines.push(`identity: ${identity.server.cert.subject.replace(/\n/g, ', ')} (valid until ${identity.server.cert.validTo})`);
   lines.push(`CA: ${identity.caCert.subject.replace(/\n/g, ', ')}; CRL: ${config.tls.crl ?? 'none (revoked certificates would be accepted)'}`);
   if (config.server) lines.push(`credential store: ${state.credentials.users().length} user(s)`);
   for (const w of expiringSoon(identity, 30)) lines.push(`warning: ${w.file} expires in ${w.daysLeft} day(s)`);
-  if (!o.peers) return { report: lines.join('\n') };
-  const refusals = await probePeers(config, state, lines);
+  const { account, note } = await daemonAccount(o.as, o.unit);
+  if (account) {
+    const extra = account.unitGroups.length > 0 ? ` (with ${account.unitGroups.join(', ')} from the unit's SupplementaryGroups=)` : '';
+    lines.push(`checked as user ${account.name} (uid ${account.uid})${extra}: ${read.length} file(s), socket groups`);
+  }
+  if (note) lines.push(`note: ${note}`);
+  const asUser = [...(account ? await checkFilesAs(account, read) : []), ...(await checkSocketGroups(config, account))];
+  for (const r of asUser) lines.push(`refused (${r.code}): ${r.message}`);
+  const refusals = o.peers ? await probePeers(config, state, lines) : [];
+  const firstAsUser = asUser[0];
+  if (firstAsUser) return { report: lines.join('\n'), failure: asUser.length === 1 ? firstAsUser : new VmgateError(firstAsUser.code, `${asUser.length} problem(s) as the daemon's user; the first: ${firstAsUser.message}`) };
   const first = refusals[0];
   if (first === undefined) return { report: lines.join('\n') };
   return { report: lines.join('\n'), failure: new VmgateError(first.code, `${refusals.length} route(s) could not open a channel; the first: ${first.message}`) };

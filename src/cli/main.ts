@@ -6,7 +6,7 @@ import { cliFailure, commandOf } from './cli-errors.js';
 import { checkConfig } from './check-config.js';
 import { runDemo } from './demo.js';
 import { runDaemon } from './run.js';
-import { cancelSession, controlSocketPath, reloadGateway, DEFAULT_CONTROL_SOCKET, fetchSessions, sessionsTable, statusText, watchSessions } from './sessions.js';
+import { cancelSession, controlSocketPath, reloadGateway, DEFAULT_CONTROL_SOCKET, fetchSessions, fetchStatus, sessionsTable, statusText, watchSessions } from './sessions.js';
 import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
 
 /**
@@ -39,8 +39,9 @@ program
   .description('validate a config and every file it names, and explain what the gateway would do')
   .argument('<file>', 'YAML config file')
   .option('--peers', "also ask each route's peer whether it would open the route's target (TLS, login, allow-list; the target is not connected)")
-  .action(async (file: string, o: { peers?: boolean }) => {
-    const r = await checkConfig(file, { peers: o.peers === true });
+  .option('--as <user>', "check that this user can read every file and hand sockets to each socket group (default: as root, vmgate.service's User=, with its SupplementaryGroups=; otherwise yourself)")
+  .action(async (file: string, o: { peers?: boolean; as?: string }) => {
+    const r = await checkConfig(file, { peers: o.peers === true, as: o.as });
     console.log(r.report);
     if (r.failure) throw r.failure;
   });
@@ -73,13 +74,14 @@ const socketOpts = (c: Command): Command =>
 
 socketOpts(program.command('sessions').description('list migration sessions with their channels, bytes and rates'))
   .option('--json', 'print JSON')
-  .option('--watch', 'redraw every second with a live rate bar per session')
+  .option('--watch', 'poll every second: on a terminal redraw with a live rate bar per session, otherwise print one plain table per poll')
   .action(async (o: { socket?: string; config?: string; json?: boolean; watch?: boolean }) => {
     const socket = await controlSocketPath(o);
     if (o.watch) {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
-      await watchSessions(socket, (s) => process.stdout.write(s), stop.signal);
+      process.once('SIGTERM', () => stop.abort());
+      await watchSessions(socket, (s) => process.stdout.write(s), stop.signal, { redraw: process.stdout.isTTY === true });
       return;
     }
     const sessions = await fetchSessions(socket);
@@ -97,7 +99,11 @@ socketOpts(program.command('reload').description('reload certificates, CRL, cred
   .action(async (o: { socket?: string; config?: string }) => console.log(await reloadGateway(await controlSocketPath(o))));
 
 socketOpts(program.command('status').description('show what a running gateway is doing'))
-  .action(async (o: { socket?: string; config?: string }) => console.log(await statusText(await controlSocketPath(o))));
+  .option('--json', 'print JSON (the control socket\'s status reply)')
+  .action(async (o: { socket?: string; config?: string; json?: boolean }) => {
+    const socket = await controlSocketPath(o);
+    console.log(o.json ? JSON.stringify(await fetchStatus(socket), null, 2) : await statusText(socket));
+  });
 
 program
   .command('demo')

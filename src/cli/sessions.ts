@@ -1,5 +1,5 @@
 import { adminRequest } from '../admin/admin-client.js';
-import type { RouteStatus } from '../daemon/daemon.js';
+import type { RouteStatus, StatusReply } from '../daemon/daemon.js';
 import type { SessionView } from '../session/session-view.js';
 import { loadConfig } from '../config/load.js';
 import { VmgateError } from '../errors.js';
@@ -33,8 +33,14 @@ export function sessionsTable(sessions: SessionView[], rates?: Map<string, numbe
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
 
-/** Polls every second and redraws: per session a bar of the current rate against the session's peak. */
-export async function watchSessions(socket: string, write: (s: string) => void, signal: AbortSignal): Promise<void> {
+/**
+ * Polls every second. On a terminal (`redraw`) it clears the screen and
+ * redraws, with a bar per session of its current rate against its peak; into
+ * a pipe or file it writes one plain table per poll, with no escape
+ * sequences, so `vmgate sessions --watch | tee log` stays readable. The wait
+ * between polls ends early when `signal` aborts.
+ */
+export async function watchSessions(socket: string, write: (s: string) => void, signal: AbortSignal, o: { redraw: boolean; intervalMs?: number } = { redraw: true }): Promise<void> {
   const last = new Map<string, { bytes: number; at: number }>();
   const peak = new Map<string, number>();
   while (!signal.aborted) {
@@ -49,15 +55,31 @@ export async function watchSessions(socket: string, write: (s: string) => void, 
       rates.set(s.session, rate);
       peak.set(s.session, Math.max(peak.get(s.session) ?? 0, rate));
     }
-    const bars = sessions.map((s) => {
-      const r = rates.get(s.session) ?? 0;
-      const p = peak.get(s.session) ?? 0;
-      const filled = p > 0 ? Math.round((r / p) * 30) : 0;
-      return `${s.session.slice(0, 8)} [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${size(r)}/s, ${size(Math.max(s.bytesIn, s.bytesOut))} moved`;
-    });
-    write(`\x1b[2J\x1b[H${new Date().toISOString()}  (Ctrl-C to stop)\n\n${sessionsTable(sessions, rates)}\n\n${bars.join('\n')}\n`);
-    await new Promise((r) => setTimeout(r, 1000));
+    if (o.redraw) {
+      const bars = sessions.map((s) => {
+        const r = rates.get(s.session) ?? 0;
+        const p = peak.get(s.session) ?? 0;
+        const filled = p > 0 ? Math.round((r / p) * 30) : 0;
+        return `${s.session.slice(0, 8)} [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${size(r)}/s, ${size(Math.max(s.bytesIn, s.bytesOut))} moved`;
+      });
+      write(`\x1b[2J\x1b[H${new Date(now).toISOString()}  (Ctrl-C to stop)\n\n${sessionsTable(sessions, rates)}\n\n${bars.join('\n')}\n`);
+    } else {
+      write(`${new Date(now).toISOString()}\n${sessionsTable(sessions, rates)}\n\n`);
+    }
+    await abortableDelay(o.intervalMs ?? 1000, signal);
   }
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 export async function cancelSession(socket: string, session: string, channel?: number): Promise<string> {
@@ -71,8 +93,13 @@ export async function reloadGateway(socket: string): Promise<string> {
   return 'reloaded certificates, CRL, credentials and allow-lists';
 }
 
+/** `vmgate status --json`: the daemon's status reply as it came (the fields of StatusReply in src/daemon/daemon.ts). */
+export async function fetchStatus(socket: string): Promise<StatusReply> {
+  return adminRequest(socket, { op: 'status' });
+}
+
 export async function statusText(socket: string): Promise<string> {
-  const r = await adminRequest(socket, { op: 'status' });
+  const r = await fetchStatus(socket);
   return [
     `gateway ${r.name}: up ${r.uptimeS} s`,
     `  server: ${r.server ?? 'none'}; targets: ${r.targets.join(', ') || 'none'}`,

@@ -1,14 +1,11 @@
-import { readFile } from 'node:fs/promises';
 import { VmgateError } from '../errors.js';
+import { lookupGroup } from './nss.js';
 
-/** Resolves a group name (from /etc/group) or number to a gid. */
+/** Resolves a group name or number to a gid through NSS (getent group), so LDAP or sssd groups count. */
 export async function groupId(group: string | number, key = 'control.group'): Promise<number> {
   if (typeof group === 'number') return group;
   if (/^\d+$/.test(group)) return Number(group);
-  const text = await readFile('/etc/group', 'utf8').catch(() => '');
-  for (const line of text.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === group && gid !== undefined) return Number(gid);
-  }
-  throw new VmgateError('config-invalid', `${key}: no group named ${JSON.stringify(group)} in /etc/group`);
+  const found = await lookupGroup(group);
+  if (found !== undefined) return found.gid;
+  throw new VmgateError('config-invalid', `${key}: no group named ${JSON.stringify(group)} (getent group ${group} finds none); create it (groupadd --system ${group}) or name an existing group`);
 }

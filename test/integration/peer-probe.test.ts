@@ -282,16 +282,16 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
   const t = await target();
   const { p } = await pair(t.port, { probeIntervalMs: 0 });
   try {
-    const ok = await runCli(['check-config', '--peers', p.configFiles.a]);
+    const ok = await runCli(['check-config', '--as', 'root', '--peers', p.configFiles.a]);
     assert.equal(ok.code, 0, ok.stderr);
     // check-config's report is text for the operator: the text is the product.
     assert.match(ok.stdout, /route to-b: peer host-b \(127\.0\.0\.1:\d+\) target incoming: reachable, authenticated and allowed \(\d+ ms\)/);
-    const plain = await runCli(['check-config', p.configFiles.a]);
+    const plain = await runCli(['check-config', '--as', 'root', p.configFiles.a]);
     assert.equal(plain.code, 0, plain.stderr);
     assert.doesNotMatch(plain.stdout, /reachable/, 'without --peers nothing is contacted');
 
     await writeFile(join(p.dir, 'to-b.password'), 'not-the-password\n', { mode: 0o600 });
-    const refused = await runCli(['check-config', '--peers', p.configFiles.a]);
+    const refused = await runCli(['check-config', '--as', 'root', '--peers', p.configFiles.a]);
     assert.equal(refused.code, 1);
     assert.match(refused.stdout, /route to-b: .*a migration on this route would fail now \(auth-failed\): authentication failed/);
     assert.equal(cliCode(refused.stderr), 'auth-failed', refused.stderr);
