@@ -3,6 +3,7 @@
  * CRL support): SHA-256, thisUpdate/nextUpdate, CRL number, authority key id,
  * one entry per revoked serial with its reason.
  */
+import type { KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { VmgateError } from '../errors.js';
 import type { LoadedCa } from './ca.js';
@@ -43,13 +44,23 @@ export function crlNumberOf(crl: x509.X509Crl): number | undefined {
   return typeof node.value === 'string' ? forge.asn1.derToInteger(node.value) : undefined;
 }
 
+/** The WebCrypto algorithm for the CA key, as both importKey and the CRL signature take it. */
+function webCryptoAlgorithm(key: KeyObject): { name: string; hash?: string; namedCurve?: string } {
+  switch (key.asymmetricKeyType) {
+    case 'rsa': return { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+    case 'ec': return { name: 'ECDSA', namedCurve: key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'P-384' : 'P-256', hash: 'SHA-256' };
+    case 'ed25519': return { name: 'Ed25519' };
+    default: throw new VmgateError('internal', `cannot sign a CRL with a ${key.asymmetricKeyType ?? 'unknown'} key`);
+  }
+}
+
 /** Signs a CRL for `index` (incrementing its CRL number) and writes the CA's ca-crl.pem. The caller writes the index. */
 export async function writeCrl(ca: LoadedCa, index: CaIndex, days: number, now: Date): Promise<{ crlPath: string; crlNumber: number; nextUpdate: Date }> {
   const lifetime = checkDays(days, 30, 'CRL lifetime');
   const crlNumber = index.crlNumber + 1;
   const nextUpdate = new Date(now.getTime() + lifetime * DAY_MS);
-  const der = ca.key.keyObject.export({ type: 'pkcs8', format: 'der' });
-  const algorithm = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  const der = ca.key.export({ type: 'pkcs8', format: 'der' });
+  const algorithm = webCryptoAlgorithm(ca.key);
   const signingKey = await webcrypto.subtle.importKey('pkcs8', der, algorithm, false, ['sign']);
   const crl = await x509.X509CrlGenerator.create({
     issuer: new x509.X509Certificate(ca.certPem).subjectName,

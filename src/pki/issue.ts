@@ -11,7 +11,7 @@ import { loadCa, loadCaCertificate, checkCaValid, type LoadedCa } from './ca.js'
 import { readIndex, withCaLock, writeIndex, type IndexEntry } from './ca-index.js';
 import { buildCertificate, type ExtKeyUsage } from './cert-builder.js';
 import { assertAbsent, copyFileAtomic, ensureDir, writeFileAtomic } from './files.js';
-import { checkKeyBits, generateRsaKeyPair, privateKeyToPkcs8Pem } from './keys.js';
+import { checkKeySpec, encodePrivateKey, generateKey, type KeySpec } from './keys.js';
 import { hostPaths, PUBLIC_MODE, SECRET_MODE } from './layout.js';
 import { checkCommonName, checkDnsName, checkSans } from './names.js';
 import { randomSerial } from './serial.js';
@@ -30,8 +30,12 @@ export interface IssueOptions {
   kind?: CertKind;
   /** Default 365; never beyond the CA's own notAfter. */
   days?: number;
-  /** Default 3072; at least 3072 unless `allowWeakKeyForTests`. */
+  /** 'ec' (ECDSA P-256, the default), 'rsa' or 'ed25519'. A `keyBits` alone means 'rsa'. */
+  keyType?: string;
+  /** RSA only. Default 3072; at least 3072 unless `allowWeakKeyForTests`. */
   keyBits?: number;
+  /** Encrypts the written private key (PKCS#8, AES-256-CBC); vmgate reads it with tls.keyPassphraseFile. */
+  keyPassphrase?: string;
   force?: boolean;
   /* knobs for tests that need bad certificates: */
   notBefore?: Date;
@@ -53,6 +57,8 @@ export interface IssueResult {
   notAfter: Date;
   /** The CRL copied into outDir, if the CA has one. */
   crlPath: string | undefined;
+  keySpec: KeySpec;
+  keyEncrypted: boolean;
 }
 
 /** Internal: issue after the caller has decided about overwriting. */
@@ -63,7 +69,8 @@ export interface IssuePlan {
   kind: CertKind;
   extKeyUsage: ExtKeyUsage[];
   days: number;
-  bits: number;
+  keySpec: KeySpec;
+  keyPassphrase: string | undefined;
   notBefore: Date | undefined;
   notAfter: Date | undefined;
   renewedFrom?: string;
@@ -92,10 +99,16 @@ export function planIssue(o: IssueOptions): IssuePlan {
     kind,
     extKeyUsage: [...new Set(extKeyUsage)],
     days: checkDays(o.days, 365, 'certificate validity'),
-    bits: checkKeyBits(o.keyBits, o.allowWeakKeyForTests),
+    keySpec: checkKeySpec(o.keyType, o.keyBits, o.allowWeakKeyForTests),
+    keyPassphrase: checkKeyPassphrase(o.keyPassphrase),
     notBefore: o.notBefore,
     notAfter: o.notAfter,
   };
+}
+
+function checkKeyPassphrase(p: string | undefined): string | undefined {
+  if (p !== undefined && p.length === 0) throw new VmgateError('pki-bad-input', 'the key passphrase is empty');
+  return p;
 }
 
 /** The files an issue of `kind` writes into `outDir` that hold this host's identity. */
@@ -130,7 +143,7 @@ export async function issueCertificate(o: IssueOptions): Promise<IssueResult> {
 /** Signs, records and writes one certificate. Used by issue and renew. */
 export async function issueWith(ca: LoadedCa, plan: IssuePlan, outDir: string): Promise<IssueResult> {
   await ensureDir(outDir); // an unusable output path fails before anything is signed
-  const keys = await generateRsaKeyPair(plan.bits);
+  const keys = await generateKey(plan.keySpec);
   const now = new Date();
   const caNotAfter = new Date(ca.x509.validTo);
   const validity = period(now, plan.days, plan.notBefore, plan.notAfter);
@@ -171,7 +184,7 @@ export async function issueWith(ca: LoadedCa, plan: IssuePlan, outDir: string): 
   });
 
   const h = hostPaths(outDir);
-  const keyPem = privateKeyToPkcs8Pem(keys.privateKey);
+  const keyPem = encodePrivateKey(keys.privateKey, plan.keyPassphrase);
   if (plan.kind === 'host') {
     await writeFileAtomic(h.serverKey, keyPem, SECRET_MODE);
     await writeFileAtomic(h.serverCert, certPem, PUBLIC_MODE);
@@ -195,5 +208,7 @@ export async function issueWith(ca: LoadedCa, plan: IssuePlan, outDir: string): 
     ips: plan.ips,
     notAfter: validity.notAfter,
     crlPath,
+    keySpec: plan.keySpec,
+    keyEncrypted: plan.keyPassphrase !== undefined,
   };
 }

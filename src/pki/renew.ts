@@ -11,6 +11,7 @@ import type { ExtKeyUsage } from './cert-builder.js';
 import { readText } from './files.js';
 import { parseCertificatePem, summarize } from './inspect.js';
 import { issueWith, planIssue, type IssueResult } from './issue.js';
+import { keySpecOf } from './keys.js';
 import { hostPaths } from './layout.js';
 
 export interface RenewOptions {
@@ -21,7 +22,11 @@ export interface RenewOptions {
   days?: number;
   /** Renew even if the current certificate was issued by a different CA (re-homes the directory). */
   force?: boolean;
+  /** Default: the type (and RSA size) of the key being replaced. */
+  keyType?: string;
   keyBits?: number;
+  /** Encrypts the new private key, as for issue. */
+  keyPassphrase?: string;
   allowWeakKeyForTests?: boolean;
 }
 
@@ -42,6 +47,10 @@ export async function renewCertificate(o: RenewOptions): Promise<RenewResult> {
   if (!(node.checkIssued(ca.x509) && node.verify(ca.x509.publicKey)) && o.force !== true) {
     throw new VmgateError('pki-ca-mismatch', `${current} was not issued by the CA in ${o.caDir} (issuer ${old.issuer}); use --force / force: true to re-issue it from this CA`);
   }
+  const oldSpec = keySpecOf(node.publicKey);
+  const keep = o.keyType === undefined && o.keyBits === undefined && oldSpec !== undefined
+    ? { keyType: oldSpec.type, ...(oldSpec.bits !== undefined ? { keyBits: oldSpec.bits } : {}) }
+    : {};
   const extKeyUsage = old.extKeyUsage.filter((u): u is ExtKeyUsage => u === 'serverAuth' || u === 'clientAuth');
   const plan = planIssue({
     caDir: o.caDir,
@@ -51,7 +60,10 @@ export async function renewCertificate(o: RenewOptions): Promise<RenewResult> {
     ips: old.ips,
     kind: isHost ? 'host' : 'client',
     ...(o.days !== undefined ? { days: o.days } : {}),
+    ...(o.keyType !== undefined ? { keyType: o.keyType } : {}),
     ...(o.keyBits !== undefined ? { keyBits: o.keyBits } : {}),
+    ...keep,
+    ...(o.keyPassphrase !== undefined ? { keyPassphrase: o.keyPassphrase } : {}),
     ...(o.allowWeakKeyForTests !== undefined ? { allowWeakKeyForTests: o.allowWeakKeyForTests } : {}),
     ...(extKeyUsage.length > 0 ? { extKeyUsage } : {}),
   });

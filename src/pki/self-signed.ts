@@ -5,7 +5,7 @@
  */
 import { assertAbsent, ensureDir, writeFileAtomic } from './files.js';
 import { buildCertificate } from './cert-builder.js';
-import { checkKeyBits, generateRsaKeyPair, privateKeyToPkcs8Pem } from './keys.js';
+import { checkKeySpec, encodePrivateKey, generateKey } from './keys.js';
 import { hostPaths, PUBLIC_MODE, SECRET_MODE } from './layout.js';
 import { checkCommonName, checkSans } from './names.js';
 import { randomSerial } from './serial.js';
@@ -17,6 +17,7 @@ export interface SelfSignedOptions {
   dns?: string[];
   ips?: string[];
   days?: number;
+  keyType?: string;
   keyBits?: number;
   allowWeakKeyForTests?: boolean;
   force?: boolean;
@@ -25,14 +26,14 @@ export interface SelfSignedOptions {
 export async function createSelfSignedHost(o: SelfSignedOptions): Promise<{ serial: string; certPath: string; keyPath: string; outDir: string }> {
   const commonName = checkCommonName(o.commonName);
   const { dns, ips } = checkSans(o.dns ?? [commonName], o.ips);
-  const bits = checkKeyBits(o.keyBits, o.allowWeakKeyForTests);
+  const spec = checkKeySpec(o.keyType, o.keyBits, o.allowWeakKeyForTests);
   const validity = period(new Date(), checkDays(o.days, 365, 'certificate validity'), undefined, undefined);
   const h = hostPaths(o.outDir);
   assertAbsent([h.caCert, h.serverCert, h.serverKey, h.clientCert, h.clientKey], o.force);
-  const keys = await generateRsaKeyPair(bits);
+  const keys = await generateKey(spec);
   const serial = randomSerial();
   const pem = buildCertificate({ serial, commonName, publicKey: keys.publicKey, selfKey: keys.privateKey, ...validity, profile: { kind: 'self-signed-host', dns, ips } });
-  const keyPem = privateKeyToPkcs8Pem(keys.privateKey);
+  const keyPem = encodePrivateKey(keys.privateKey, undefined);
   await ensureDir(o.outDir);
   await writeFileAtomic(h.serverKey, keyPem, SECRET_MODE);
   await writeFileAtomic(h.clientKey, keyPem, SECRET_MODE);
