@@ -11,6 +11,7 @@ import {
   createCa, generateCrl, inspectCertificate, issueCertificate, listIssued, parseCrlPem, publishCrl,
   renewCertificate, revokeCertificate, summarizeCrl, verifyHostDir, REVOCATION_REASONS, type CertificateSummary,
 } from '../src/pki/index.js';
+import { describeKeySpec } from '../src/pki/keys.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -42,6 +43,10 @@ function readPassphrase(file: string | undefined): string | undefined {
   const pass = text.replace(/\r?\n$/, '');
   if (pass.length === 0) throw new VmgateError('pki-bad-input', `passphrase file ${file} is empty`);
   return pass;
+}
+
+function keyOptions(o: { keyType?: string; keyBits?: number }): { keyType?: string; keyBits?: number } {
+  return { ...(o.keyType !== undefined ? { keyType: o.keyType } : {}), ...(o.keyBits !== undefined ? { keyBits: o.keyBits } : {}) };
 }
 
 const date = (d: Date | undefined): string => (d === undefined ? 'never' : d.toISOString().replace(/\.\d{3}Z$/, 'Z'));
@@ -76,19 +81,20 @@ function buildProgram(out: Print): Command {
     .requiredOption('--dir <dir>', 'CA directory to create')
     .requiredOption('--cn <name>', 'CA common name, e.g. "vmgate CA prod"')
     .option('--days <n>', 'validity in days (default 3650)', int)
-    .option('--key-bits <n>', 'RSA key size (default 3072)', int)
+    .option('--key-type <type>', 'ec (ECDSA P-256, default), rsa or ed25519')
+    .option('--key-bits <n>', 'RSA key size (default 3072; implies --key-type rsa)', int)
     .option('--passphrase-file <file>', 'encrypt ca-key.pem with the passphrase in this file')
     .option('--force', 'overwrite an existing CA (its issued certificates become unverifiable)')
-    .action(async (o: { dir: string; cn: string; days?: number; keyBits?: number; passphraseFile?: string; force?: boolean }) => {
+    .action(async (o: { dir: string; cn: string; days?: number; keyType?: string; keyBits?: number; passphraseFile?: string; force?: boolean }) => {
       const passphrase = readPassphrase(o.passphraseFile);
       const r = await createCa({
-        dir: o.dir, commonName: o.cn,
-        ...(o.days !== undefined ? { days: o.days } : {}), ...(o.keyBits !== undefined ? { keyBits: o.keyBits } : {}),
+        dir: o.dir, commonName: o.cn, ...keyOptions(o),
+        ...(o.days !== undefined ? { days: o.days } : {}),
         ...(passphrase !== undefined ? { passphrase } : {}), ...(o.force === true ? { force: true } : {}),
       });
       out(`created CA "${o.cn}" in ${o.dir}`);
       out(`  certificate  ${r.certPath} (serial ${r.serial}, valid until ${date(r.notAfter)})`);
-      out(`  key          ${r.keyPath} (mode 0600, ${r.encrypted ? 'encrypted' : 'NOT encrypted: keep this directory offline, or use --passphrase-file'})`);
+      out(`  key          ${r.keyPath} (${describeKeySpec(r.keySpec)}, mode 0600, ${r.encrypted ? 'encrypted' : 'NOT encrypted: keep this directory offline, or use --passphrase-file'})`);
       out(`  CRL          ${r.crlPath} (empty)`);
       out(`next: vmgate-pki issue --ca ${q(o.dir)} --out ./host-a --cn host-a --dns host-a.example --ip 192.0.2.10${r.encrypted ? ` --passphrase-file ${q(o.passphraseFile ?? '')}` : ''}`);
     });
@@ -102,19 +108,22 @@ function buildProgram(out: Print): Command {
     .option('--ip <addresses>', 'IP addresses for the SAN, comma-separated (repeatable)', list)
     .option('--client-only', 'a client certificate (client-cert.pem only, clientAuth) instead of a host one')
     .option('--days <n>', 'validity in days (default 365, never past the CA)', int)
-    .option('--key-bits <n>', 'RSA key size (default 3072)', int)
+    .option('--key-type <type>', 'ec (ECDSA P-256, default), rsa or ed25519')
+    .option('--key-bits <n>', 'RSA key size (default 3072; implies --key-type rsa)', int)
+    .option('--key-passphrase-file <file>', 'encrypt the new key with the passphrase in this file (vmgate: tls.keyPassphraseFile; QEMU cannot read it)')
     .option('--passphrase-file <file>', 'passphrase of the CA key')
     .option('--force', 'overwrite existing certificate and key files')
-    .action(async (o: { ca: string; out: string; cn: string; dns?: string[]; ip?: string[]; clientOnly?: boolean; days?: number; keyBits?: number; passphraseFile?: string; force?: boolean }) => {
+    .action(async (o: { ca: string; out: string; cn: string; dns?: string[]; ip?: string[]; clientOnly?: boolean; days?: number; keyType?: string; keyBits?: number; keyPassphraseFile?: string; passphraseFile?: string; force?: boolean }) => {
       const caPassphrase = readPassphrase(o.passphraseFile);
+      const keyPassphrase = readPassphrase(o.keyPassphraseFile);
       const r = await issueCertificate({
-        caDir: o.ca, outDir: o.out, commonName: o.cn, kind: o.clientOnly === true ? 'client' : 'host',
+        caDir: o.ca, outDir: o.out, commonName: o.cn, kind: o.clientOnly === true ? 'client' : 'host', ...keyOptions(o),
         ...(o.dns !== undefined ? { dns: o.dns } : {}), ...(o.ip !== undefined ? { ips: o.ip } : {}),
-        ...(o.days !== undefined ? { days: o.days } : {}), ...(o.keyBits !== undefined ? { keyBits: o.keyBits } : {}),
+        ...(o.days !== undefined ? { days: o.days } : {}), ...(keyPassphrase !== undefined ? { keyPassphrase } : {}),
         ...(caPassphrase !== undefined ? { caPassphrase } : {}), ...(o.force === true ? { force: true } : {}),
       });
       out(`issued ${r.kind} certificate CN=${r.commonName} serial ${r.serial} (${names(r.dns, r.ips)}; valid until ${date(r.notAfter)})`);
-      out(`  wrote ${r.kind === 'host' ? 'server-cert.pem, server-key.pem, client-cert.pem, client-key.pem' : 'client-cert.pem, client-key.pem'}, ca-cert.pem${r.crlPath !== undefined ? ', ca-crl.pem' : ''} in ${r.outDir} (keys 0600)`);
+      out(`  wrote ${r.kind === 'host' ? 'server-cert.pem, server-key.pem, client-cert.pem, client-key.pem' : 'client-cert.pem, client-key.pem'}, ca-cert.pem${r.crlPath !== undefined ? ', ca-crl.pem' : ''} in ${r.outDir} (${describeKeySpec(r.keySpec)} keys, 0600${r.keyEncrypted ? ', encrypted' : ''})`);
       const name = r.dns[0] ?? r.ips[0];
       out(`next: vmgate-pki verify ${q(r.outDir)}${name !== undefined ? ` --name ${q(name)}` : ''}, then copy the directory to the host (keep the keys 0600)`);
     });
@@ -227,14 +236,17 @@ function buildProgram(out: Print): Command {
     .requiredOption('--ca <dir>', 'CA directory')
     .requiredOption('--dir <dir>', 'host directory to renew in place')
     .option('--days <n>', 'validity in days (default 365)', int)
-    .option('--key-bits <n>', 'RSA key size (default 3072)', int)
+    .option('--key-type <type>', 'ec, rsa or ed25519 (default: the type of the key being replaced)')
+    .option('--key-bits <n>', 'RSA key size (implies --key-type rsa)', int)
+    .option('--key-passphrase-file <file>', 'encrypt the new key with the passphrase in this file')
     .option('--passphrase-file <file>', 'passphrase of the CA key')
     .option('--force', 'renew even if the current certificate is from another CA')
-    .action(async (o: { ca: string; dir: string; days?: number; keyBits?: number; passphraseFile?: string; force?: boolean }) => {
+    .action(async (o: { ca: string; dir: string; days?: number; keyType?: string; keyBits?: number; keyPassphraseFile?: string; passphraseFile?: string; force?: boolean }) => {
       const caPassphrase = readPassphrase(o.passphraseFile);
+      const keyPassphrase = readPassphrase(o.keyPassphraseFile);
       const r = await renewCertificate({
-        caDir: o.ca, outDir: o.dir,
-        ...(o.days !== undefined ? { days: o.days } : {}), ...(o.keyBits !== undefined ? { keyBits: o.keyBits } : {}),
+        caDir: o.ca, outDir: o.dir, ...keyOptions(o), ...(keyPassphrase !== undefined ? { keyPassphrase } : {}),
+        ...(o.days !== undefined ? { days: o.days } : {}),
         ...(caPassphrase !== undefined ? { caPassphrase } : {}), ...(o.force === true ? { force: true } : {}),
       });
       out(`renewed CN=${r.commonName} in ${r.outDir}: serial ${r.previousSerial} -> ${r.serial} (${names(r.dns, r.ips)}; valid until ${date(r.notAfter)})`);

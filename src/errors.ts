@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   'listen-failed': 'a listening socket could not be opened (address in use, no permission, a file in the way)',
   'file-outside-dir': 'a key, certificate or secret file is a symlink leading out of its directory',
   'identity-invalid': 'the gateway certificate, key or CA is unusable',
+  'identity-key-passphrase': 'a private key is encrypted and its passphrase (tls.keyPassphraseFile) is missing or wrong',
   'credentials-invalid': 'the SASL credential store, or a user name or password given for it, is invalid',
   'credentials-unwritable': 'the SASL credential store could not be written',
   'user-unknown': 'the credential store has no user of this name',

@@ -26,6 +26,10 @@ export interface TlsFiles {
   clientKey: string;
   /** Certificate revocation list; undefined when none is configured or present. */
   crl: string | undefined;
+  /** A group that may read the keys (0640); absent: keys must be 0600. */
+  keyGroup?: string | number;
+  /** The passphrase of encrypted keys; absent when they are not encrypted. */
+  keyPassphraseFile?: string;
 }
 
 export interface AllowRule {

@@ -90,7 +90,11 @@ function resolveTls(raw: RawConfig['tls'], abs: (p: string) => string, problems:
   const clientKey = pick('clientKey') ?? key;
   let crl = pick('crl');
   if (crl !== undefined && raw.crl === undefined && !existsSync(crl)) crl = undefined; // optional in a dir
-  return { ca: need('ca'), cert, key, clientCert, clientKey, crl };
+  return {
+    ca: need('ca'), cert, key, clientCert, clientKey, crl,
+    ...(raw.keyGroup !== undefined ? { keyGroup: raw.keyGroup } : {}),
+    ...(raw.keyPassphraseFile !== undefined ? { keyPassphraseFile: abs(raw.keyPassphraseFile) } : {}),
+  };
 }
 
 function localEndpoint(key: string, text: string, base: string, unsafe: boolean, problems: ConfigProblem[], listener: boolean): LocalPorts {

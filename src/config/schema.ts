@@ -64,6 +64,13 @@ export const tlsSchema = z.object({
   clientCert: path.optional(),
   clientKey: path.optional(),
   crl: path.optional(),
+  /**
+   * A group (name or number) that may read the private keys besides their
+   * owner (mode 0640, owned by that group): a PKI directory shared with QEMU.
+   */
+  keyGroup: z.union([z.string().min(1), z.number().int().min(0)]).optional(),
+  /** A 0600 file holding the passphrase of encrypted private keys. */
+  keyPassphraseFile: path.optional(),
 }).strict();
 
 export const configSchema = z.object({

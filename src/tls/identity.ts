@@ -1,8 +1,10 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { TlsFiles } from '../config/config.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { DISK_FILES, type FileSource } from '../util/file-source.js';
+import { groupId } from '../util/group-id.js';
+import type { SharedGroup } from '../util/secret-file.js';
 import { parseRevocation, type Revocation } from './revocation.js';
 
 export const ALPN_PROTOCOL = 'vmgate/1';
@@ -11,6 +13,7 @@ const DAY_MS = 86_400_000;
 /** One certificate and its key, checked to belong together and to be in date. */
 export interface KeyPair {
   certPem: Buffer;
+  /** Unencrypted PKCS#8, in memory only (the file may be encrypted). */
   keyPem: Buffer;
   cert: X509Certificate;
 }
@@ -45,10 +48,11 @@ export async function loadIdentity(files: TlsFiles, now = new Date(), source: Fi
   if (!caCert.ca) throw new VmgateError('identity-invalid', `CA certificate ${files.ca} is not a CA (basicConstraints CA:FALSE)`);
   const crl = files.crl !== undefined ? await source.public(files.crl, 'CRL') : undefined;
   const revocation = crl !== undefined && files.crl !== undefined ? parseRevocation(crl, files.crl) : undefined;
-  const server = await loadKeyPair(files.cert, files.key, caCert, now, source);
+  const keys = await keyAccess(files, source);
+  const server = await loadKeyPair(files.cert, files.key, caCert, now, source, keys);
   const client = files.clientCert === files.cert && files.clientKey === files.key
     ? server
-    : await loadKeyPair(files.clientCert, files.clientKey, caCert, now, source);
+    : await loadKeyPair(files.clientCert, files.clientKey, caCert, now, source, keys);
   const base = { ca, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ...(crl ? { crl } : {}) } as const;
   let serverContext: SecureContext;
   let clientContext: SecureContext;
@@ -70,23 +74,70 @@ export function expiringSoon(id: Identity, days: number, now = new Date()): Expi
     .filter((w) => w.daysLeft < days);
 }
 
-async function loadKeyPair(certFile: string, keyFile: string, caCert: X509Certificate, now: Date, source: FileSource): Promise<KeyPair> {
+/** How private keys may be read: the group that may share them, and the passphrase of encrypted ones. */
+interface KeyAccess {
+  shared: SharedGroup | undefined;
+  passphrase: { file: string; text: string } | undefined;
+}
+
+async function keyAccess(files: TlsFiles, source: FileSource): Promise<KeyAccess> {
+  const shared = files.keyGroup !== undefined
+    ? { gid: await groupId(files.keyGroup, 'tls.keyGroup'), name: files.keyGroup, key: 'tls.keyGroup' }
+    : undefined;
+  let passphrase: KeyAccess['passphrase'];
+  if (files.keyPassphraseFile !== undefined) {
+    const text = (await source.secret(files.keyPassphraseFile, 'key passphrase file')).toString('utf8').replace(/\r?\n$/, '');
+    if (text.length === 0) {
+      throw new VmgateError('identity-key-passphrase', `key passphrase file ${files.keyPassphraseFile} (tls.keyPassphraseFile) is empty; write the passphrase of the private key into it`);
+    }
+    passphrase = { file: files.keyPassphraseFile, text };
+  }
+  return { shared, passphrase };
+}
+
+function isEncryptedPem(pem: Buffer): boolean {
+  const text = pem.toString('latin1');
+  return text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /Proc-Type:\s*4,ENCRYPTED/.test(text);
+}
+
+function openPrivateKey(keyPem: Buffer, keyFile: string, access: KeyAccess): KeyObject {
+  if (!isEncryptedPem(keyPem)) {
+    try {
+      return createPrivateKey(keyPem);
+    } catch (e: unknown) {
+      throw new VmgateError('identity-invalid', `private key ${keyFile} cannot be parsed: ${messageOf(e)}; expected a PEM private key (PKCS#8, PKCS#1 or SEC1)`, { cause: e });
+    }
+  }
+  if (access.passphrase === undefined) {
+    throw new VmgateError(
+      'identity-key-passphrase',
+      `private key ${keyFile} is encrypted and no passphrase is configured; set tls.keyPassphraseFile to a file (mode 0600) holding its passphrase`,
+    );
+  }
+  try {
+    return createPrivateKey({ key: keyPem, format: 'pem', passphrase: access.passphrase.text });
+  } catch (e: unknown) {
+    throw new VmgateError(
+      'identity-key-passphrase',
+      `the passphrase in ${access.passphrase.file} (tls.keyPassphraseFile) does not open private key ${keyFile}; put the key's passphrase there (one line)`,
+      { cause: e },
+    );
+  }
+}
+
+async function loadKeyPair(certFile: string, keyFile: string, caCert: X509Certificate, now: Date, source: FileSource, access: KeyAccess): Promise<KeyPair> {
   const certPem = await source.public(certFile, 'certificate');
-  const keyPem = await source.secret(keyFile, 'private key');
+  const keyFileData = await source.secret(keyFile, 'private key', access.shared);
   const cert = parseCert(certPem, certFile, 'certificate');
   checkValidity(cert, certFile, 'certificate', now);
-  let key;
-  try {
-    key = createPrivateKey(keyPem);
-  } catch (e: unknown) {
-    throw new VmgateError('identity-invalid', `private key ${keyFile} cannot be parsed (is it encrypted?): ${messageOf(e)}`, { cause: e });
-  }
+  const key = openPrivateKey(keyFileData, keyFile, access);
   if (!cert.checkPrivateKey(key)) {
     throw new VmgateError('identity-invalid', `private key ${keyFile} does not match certificate ${certFile}`);
   }
   if (!cert.checkIssued(caCert) || !cert.verify(caCert.publicKey)) {
     throw new VmgateError('identity-invalid', `certificate ${certFile} was not issued by the CA in use (${caCert.subject.replace(/\n/g, ', ')})`);
   }
+  const keyPem = Buffer.from(key.export({ type: 'pkcs8', format: 'pem' }));
   return { certPem, keyPem, cert };
 }
 

@@ -1,4 +1,4 @@
-import { readPublicFile, readSecretFile } from './secret-file.js';
+import { readPublicFile, readSecretFile, type SharedGroup } from './secret-file.js';
 
 /**
  * Where the gateway's files come from when it loads its state. On disk, under
@@ -10,8 +10,11 @@ import { readPublicFile, readSecretFile } from './secret-file.js';
  * crosses the IPC channel to the primary's own children.
  */
 export interface FileSource {
-  /** A file that holds a secret (private key, password, credential store): refused when group or others may read it. */
-  secret(path: string, what: string): Promise<Buffer>;
+  /**
+   * A file that holds a secret (private key, password, credential store):
+   * refused when group or others may read it, except read by `shared` group.
+   */
+  secret(path: string, what: string, shared?: SharedGroup): Promise<Buffer>;
   /** A file that is not secret (certificate, CA, CRL). */
   public(path: string, what: string): Promise<Buffer>;
 }
@@ -25,8 +28,8 @@ export type FileSnapshot = Record<string, { secret: boolean; base64: string }>;
 export class RecordingFiles implements FileSource {
   private readonly files: FileSnapshot = {};
 
-  async secret(path: string, what: string): Promise<Buffer> {
-    return this.keep(path, true, await readSecretFile(path, what));
+  async secret(path: string, what: string, shared?: SharedGroup): Promise<Buffer> {
+    return this.keep(path, true, await readSecretFile(path, what, shared));
   }
 
   async public(path: string, what: string): Promise<Buffer> {

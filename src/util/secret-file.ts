@@ -38,18 +38,51 @@ export async function resolveInsideDir(path: string, what: string): Promise<stri
 }
 
 /**
- * Reads a file that holds a secret (private key, password) and refuses it
- * when group or others can read it: a key that other local users can read is
- * already compromised, and starting anyway would hide that. Mode and content
- * come from the same open file.
+ * A group that may read a secret file besides its owner (`tls.keyGroup`): a
+ * PKI directory shared with QEMU or libvirt, where the QEMU user reads the
+ * same key through its group (0640 root:qemu, as Nova lays out /etc/pki/qemu).
  */
-export async function readSecretFile(path: string, what: string): Promise<Buffer> {
-  return readInsideDir(path, what, (mode) => {
-    if ((mode & 0o077) === 0) return undefined;
-    return new VmgateError(
-      'file-insecure',
-      `${what} ${path} is readable by group or others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); run: chmod 600 ${path}`,
-    );
+export interface SharedGroup {
+  gid: number;
+  /** As the config names it, for messages. */
+  name: string | number;
+  /** The config key that set it, for messages. */
+  key: string;
+}
+
+const octal = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '0');
+
+/**
+ * Why a secret file's mode is refused, or undefined when it is fine. By
+ * default group and others must have no access at all; with `shared`, the
+ * file's group may read it when that group is exactly `shared.gid`, and
+ * others still get nothing.
+ */
+export function secretModeProblem(path: string, what: string, mode: number, gid: number, shared: SharedGroup | undefined): string | undefined {
+  if ((mode & 0o077) === 0) return undefined;
+  const m = octal(mode);
+  if (shared === undefined) {
+    return `${what} ${path} is readable by group or others (mode ${m}); run: chmod 600 ${path}` +
+      ((mode & 0o007) === 0 && (mode & 0o040) !== 0 ? ` (or, if its group gid ${gid} is QEMU's and must read it, set tls.keyGroup to that group)` : '');
+  }
+  if ((mode & 0o007) !== 0) return `${what} ${path} is accessible by others (mode ${m}); run: chmod o= ${path} (${shared.key} allows group read only)`;
+  if ((mode & 0o030) !== 0) return `${what} ${path} is group-writable (mode ${m}); run: chmod 640 ${path} (${shared.key} allows group read only)`;
+  if (gid !== shared.gid) {
+    return `${what} ${path} is readable by group gid ${gid}, not by ${shared.key} ${JSON.stringify(shared.name)} (gid ${shared.gid}); run: chgrp ${shared.name} ${path}, or chmod 600 ${path}`;
+  }
+  return undefined;
+}
+
+/**
+ * Reads a file that holds a secret (private key, password) and refuses it
+ * when group or others can read it (see `secretModeProblem`): a key that
+ * other local users can read is already compromised, and starting anyway
+ * would hide that. Mode, owner group and content come from the same open file.
+ */
+export async function readSecretFile(path: string, what: string, shared?: SharedGroup): Promise<Buffer> {
+  return readInsideDir(path, what, (mode, gid) => {
+    const problem = secretModeProblem(path, what, mode, gid, shared);
+    return problem === undefined ? undefined : new VmgateError('file-insecure', problem);
   });
 }
 
@@ -58,14 +91,14 @@ export async function readPublicFile(path: string, what: string): Promise<Buffer
   return readInsideDir(path, what, () => undefined);
 }
 
-async function readInsideDir(path: string, what: string, checkMode: (mode: number) => VmgateError | undefined): Promise<Buffer> {
+async function readInsideDir(path: string, what: string, checkMode: (mode: number, gid: number) => VmgateError | undefined): Promise<Buffer> {
   const real = await resolveInsideDir(path, what);
   try {
     const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new VmgateError('config-unreadable', `${what} ${path} is not a regular file`);
-      const refused = checkMode(st.mode);
+      const refused = checkMode(st.mode, st.gid);
       if (refused) throw refused;
       return await fh.readFile();
     } finally {

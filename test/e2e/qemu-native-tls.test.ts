@@ -1,7 +1,8 @@
 /**
  * QEMU's own TLS migration (no gateways) with host directories made by the
  * bundled scripts: proves the PKI's file layout and certificate profile are
- * what QEMU 7.2's tls-creds-x509 (GnuTLS) accepts, and that a CRL published by
+ * what QEMU 7.2's tls-creds-x509 (GnuTLS) accepts for every key type
+ * vmgate-pki offers (ECDSA P-256, RSA, Ed25519), and that a CRL published by
  * the scripts makes QEMU refuse a revoked peer.
  *
  * Both QEMUs run on 127.0.0.1 in the current network namespace (no root
@@ -42,18 +43,23 @@ describe('QEMU native TLS migration with vmgate-pki directories', { timeout: 3 *
   let image: RandomImage;
   let forgetDir = (): void => {};
   const vms: QemuVm[] = [];
-  const ca = (): string => join(dir, 'ca');
-  const srcDir = (): string => join(dir, 'host-src');
-  const dstDir = (): string => join(dir, 'host-dst');
+  const KEY_TYPES = ['ec', 'rsa', 'ed25519'] as const;
+  type KeyType = (typeof KEY_TYPES)[number];
+  /** One CA and pair of host directories per key type; the default (ec) also serves the revocation test. */
+  const ca = (t: KeyType = 'ec'): string => join(dir, `ca-${t}`);
+  const srcDir = (t: KeyType = 'ec'): string => join(dir, `host-src-${t}`);
+  const dstDir = (t: KeyType = 'ec'): string => join(dir, `host-dst-${t}`);
 
   before(async () => {
     requireTool(QEMU_BINARY, 'qemu-system-x86');
     dir = await mkdtemp(join(tmpdir(), 'vmg-e2e-qemu-tls-'));
     forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
     image = await randomGuestImage(dir, IMAGE_MIB);
-    pki('init-ca', '--dir', ca(), '--cn', 'vmgate e2e CA');
-    pki('issue', '--ca', ca(), '--out', srcDir(), '--cn', 'host-src', '--dns', 'host-src', '--ip', '127.0.0.1');
-    pki('issue', '--ca', ca(), '--out', dstDir(), '--cn', 'host-dst', '--dns', 'host-dst', '--ip', '127.0.0.1');
+    for (const t of KEY_TYPES) {
+      pki('init-ca', '--dir', ca(t), '--cn', `vmgate e2e CA ${t}`, '--key-type', t);
+      pki('issue', '--ca', ca(t), '--out', srcDir(t), '--cn', 'host-src', '--dns', 'host-src', '--ip', '127.0.0.1', '--key-type', t);
+      pki('issue', '--ca', ca(t), '--out', dstDir(t), '--cn', 'host-dst', '--dns', 'host-dst', '--ip', '127.0.0.1', '--key-type', t);
+    }
   });
 
   after(async () => {
@@ -63,12 +69,12 @@ describe('QEMU native TLS migration with vmgate-pki directories', { timeout: 3 *
   });
 
   /** Source = TLS client (verifies the destination as host-dst), destination = TLS server requiring a client certificate. */
-  async function launchPair(tag: string): Promise<{ src: QemuVm; dst: QemuVm; uri: string }> {
+  async function launchPair(tag: string, t: KeyType = 'ec'): Promise<{ src: QemuVm; dst: QemuVm; uri: string }> {
     const creds = (hostDir: string, endpoint: 'client' | 'server'): string[] =>
       ['-object', `tls-creds-x509,id=tls0,dir=${qemuValue(hostDir)},endpoint=${endpoint},verify-peer=on`];
-    const src = await QemuVm.launch({ name: `tls-src-${tag}`, memMiB: GUEST_MIB, loadFile: image.path, extraArgs: creds(srcDir(), 'client') });
+    const src = await QemuVm.launch({ name: `tls-src-${tag}`, memMiB: GUEST_MIB, loadFile: image.path, extraArgs: creds(srcDir(t), 'client') });
     vms.push(src);
-    const dst = await QemuVm.launch({ name: `tls-dst-${tag}`, memMiB: GUEST_MIB, incoming: true, extraArgs: creds(dstDir(), 'server') });
+    const dst = await QemuVm.launch({ name: `tls-dst-${tag}`, memMiB: GUEST_MIB, incoming: true, extraArgs: creds(dstDir(t), 'server') });
     vms.push(dst);
     await configureMigration(src, plan);
     await configureMigration(dst, plan);
@@ -78,15 +84,17 @@ describe('QEMU native TLS migration with vmgate-pki directories', { timeout: 3 *
     return { src, dst, uri: `tcp:127.0.0.1:${port}` };
   }
 
-  test('qemu-native-tls-migrates: a paused guest migrates over QEMU TLS with script-made dirs', async (t) => {
-    const { src, dst, uri } = await launchPair('ok');
-    const result = await migrateAndWait(src, dst, uri, plan, TIMEOUT_MS);
-    assert.equal(result.source.status, 'completed');
-    assert.equal(result.destinationState, 'prelaunch');
-    assert.equal(await dst.ramHash(GUEST_LOAD_ADDR, image.size), image.sha256, 'the guest data arrived intact');
-    t.diagnostic(`TLS precopy of ${GUEST_MIB} MiB guest: ${result.elapsedMs} ms`);
-    await Promise.all([src.kill(), dst.kill()]);
-  });
+  for (const t of KEY_TYPES) {
+    test(`qemu-native-tls-migrates-${t}: a paused guest migrates over QEMU TLS with script-made ${t} dirs`, async (tc) => {
+      const { src, dst, uri } = await launchPair(`ok-${t}`, t);
+      const result = await migrateAndWait(src, dst, uri, plan, TIMEOUT_MS);
+      assert.equal(result.source.status, 'completed');
+      assert.equal(result.destinationState, 'prelaunch');
+      assert.equal(await dst.ramHash(GUEST_LOAD_ADDR, image.size), image.sha256, 'the guest data arrived intact');
+      tc.diagnostic(`TLS precopy of ${GUEST_MIB} MiB guest with ${t} keys: ${result.elapsedMs} ms`);
+      await Promise.all([src.kill(), dst.kill()]);
+    });
+  }
 
   test('qemu-native-tls-revoked-client: after revoke + publish-crl the destination refuses the same source certificate', async () => {
     // The certificate that just migrated successfully: only the CRL changes.
