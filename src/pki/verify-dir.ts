@@ -151,14 +151,15 @@ export async function verifyHostDir(o: VerifyHostDirOptions): Promise<VerifyRepo
 
     try {
       const keyPem = readFileSync(p.key, 'utf8');
-      if (isEncryptedPem(keyPem)) fail('key', `${p.keyName} is encrypted; QEMU and vmgate need it unencrypted (mode 0600)`, p.keyName);
+      if (isEncryptedPem(keyPem)) fail('key', `${p.keyName} is encrypted, so it cannot be matched to ${f} here; vmgate opens it with tls.keyPassphraseFile`, p.keyName, 'warning');
       else if (node.checkPrivateKey(createPrivateKey(keyPem))) pass('key', `${p.keyName} matches ${f}`, p.keyName);
       else fail('key', `${p.keyName} does not match ${f}: they are from different issues; re-issue or renew`, p.keyName);
     } catch (e: unknown) {
       fail('key', `${p.keyName} is not a usable private key: ${messageOf(e)}`, p.keyName);
     }
     const mode = statSync(p.key).mode & 0o777;
-    if ((mode & 0o077) !== 0) fail('permissions', `${p.keyName} is mode 0${mode.toString(8)}: readable by group or others (chmod 600)`, p.keyName);
+    if ((mode & 0o037) !== 0) fail('permissions', `${p.keyName} is mode 0${mode.toString(8)}: accessible by others or group-writable (chmod 600, or 640 for a group shared with QEMU)`, p.keyName);
+    else if ((mode & 0o040) !== 0) fail('permissions', `${p.keyName} is mode 0${mode.toString(8)}: group-readable; vmgate accepts that only with tls.keyGroup naming its group (else chmod 600)`, p.keyName, 'warning');
     else pass('permissions', `${p.keyName} is mode 0${mode.toString(8)}`, p.keyName);
 
     if (now < s.notBefore) fail('expiry', `${who} is not valid until ${s.notBefore.toISOString()}`, f);

@@ -92,3 +92,22 @@ test('certtool-ipv6-san: GnuTLS reads DNS and IPv6 SANs as written', async () =>
   assert.match(r.output, /DNSname: host-6\.example/);
   assert.match(r.output, /IPAddress: 2001:db8::6/);
 });
+
+for (const keyType of ['ec', 'ed25519'] as const) {
+  test(`third-party-key-type-${keyType}: OpenSSL and GnuTLS verify a ${keyType} chain and read the ${keyType} CRL; the key is what the certificate says`, async () => {
+    const root = join(pki.root, `kt-${keyType}`);
+    await createCa({ dir: join(root, 'ca'), commonName: `vmgate ${keyType} CA`, keyType });
+    await issueCertificate({ caDir: join(root, 'ca'), outDir: join(root, 'host'), commonName: 'host-a', dns: ['host-a'], ips: ['127.0.0.1'], keyType });
+    const v = opensslVerify(join(root, 'host'), ['-purpose', 'sslserver']);
+    assert.equal(v.status, 0, v.output);
+    const text = run('openssl', ['x509', '-noout', '-text', '-in', join(root, 'host', 'server-cert.pem')]);
+    assert.match(text.output, keyType === 'ec' ? /Signature Algorithm: ecdsa-with-SHA256[\s\S]*ASN1 OID: prime256v1/ : /Signature Algorithm: ED25519/);
+    // RFC 5480: no keyEncipherment for a key that cannot encipher.
+    assert.match(text.output, /X509v3 Key Usage: critical\s+Digital Signature\n/);
+    const g = run('certtool', ['--verify', '--load-ca-certificate', join(root, 'host', 'ca-cert.pem'), '--load-crl', join(root, 'host', 'ca-crl.pem'), '--infile', join(root, 'host', 'server-cert.pem')]);
+    assert.equal(g.status, 0, g.output);
+    assert.match(g.output, /Chain verification output: Verified/);
+    const k = run('openssl', ['pkey', '-in', join(root, 'host', 'server-key.pem'), '-noout', '-text']);
+    assert.match(k.output, keyType === 'ec' ? /NIST CURVE: P-256/ : /ED25519 Private-Key/);
+  });
+}

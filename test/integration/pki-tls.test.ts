@@ -7,6 +7,10 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { makeTestPki, type TestPki } from '../helpers/pki.js';
+import { createCa, inspectCertificate, issueCertificate } from '../../src/pki/index.js';
+import { QEMU_TLS_LAYOUT } from '../../src/config/load.js';
+import type { TlsFiles } from '../../src/config/config.js';
+import { loadIdentity } from '../../src/tls/identity.js';
 
 let pki: TestPki;
 before(async () => {
@@ -127,3 +131,50 @@ test('tls-server-only-as-client-refused: a serverAuth-only certificate cannot au
   const r = await exchange(pki.hostA, pki.serverOnly, { serverCrl: true, rejectUnauthorized: false });
   assert.equal(r.serverAuthorizationError, 'INVALID_PURPOSE');
 });
+
+/** A CA and two hosts (host-a, host-b; IP 127.0.0.1) whose keys are all of `keyType`, with the CA's CRL in each host dir. */
+async function keyTypePki(keyType: 'ec' | 'rsa' | 'ed25519'): Promise<{ hostA: string; hostB: string }> {
+  const dir = (name: string): string => join(pki.root, `${keyType}-${name}`);
+  const weak = keyType === 'rsa' ? { keyBits: 2048, allowWeakKeyForTests: true } : {};
+  await createCa({ dir: dir('ca'), commonName: `vmgate ${keyType} CA`, keyType, ...weak });
+  for (const h of ['host-a', 'host-b']) {
+    await issueCertificate({ caDir: dir('ca'), outDir: dir(h), commonName: h, dns: [h], ips: ['127.0.0.1'], keyType, ...weak });
+  }
+  return { hostA: dir('host-a'), hostB: dir('host-b') };
+}
+
+/** The TlsFiles vmgate's config loader makes from `tls.dir: dir`. */
+function dirFiles(dir: string): TlsFiles {
+  const f = (k: keyof typeof QEMU_TLS_LAYOUT): string => join(dir, QEMU_TLS_LAYOUT[k]);
+  return { ca: f('ca'), cert: f('cert'), key: f('key'), clientCert: f('clientCert'), clientKey: f('clientKey'), crl: f('crl') };
+}
+
+for (const keyType of ['ec', 'rsa', 'ed25519'] as const) {
+  test(`tls-key-type-${keyType}: vmgate identities with ${keyType} keys load and complete mutual TLS 1.3, CRL loaded`, async () => {
+    const dirs = await keyTypePki(keyType);
+    assert.equal(inspectCertificate(join(dirs.hostA, 'server-cert.pem')).publicKey.split(' ')[0], keyType.toUpperCase());
+    const r = await exchange(dirs.hostA, dirs.hostB, { serverCrl: true, clientCrl: true });
+    assert.equal(r.clientError, undefined);
+    assert.equal(r.protocol, 'TLSv1.3');
+    assert.equal(r.serverSawCn, 'host-b');
+    // vmgate's own loader, used as the gateway uses it (server options from the identity, the dialler's
+    // client context), over a real socket.
+    const a = await loadIdentity(dirFiles(dirs.hostA));
+    const b = await loadIdentity(dirFiles(dirs.hostB));
+    const seen = await new Promise<{ cn: string; authorized: boolean; protocol: string | null }>((resolve, reject) => {
+      const serverOptions = { ca: a.ca, cert: a.server.certPem, key: a.server.keyPem, ...(a.crl !== undefined ? { crl: a.crl } : {}) };
+      const server = tls.createServer({ ...serverOptions, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
+        resolve({ cn: String(socket.getPeerCertificate().subject.CN), authorized: socket.authorized, protocol: socket.getProtocol() });
+        socket.end();
+        server.close();
+      });
+      server.on('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const client = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername: 'host-a', secureContext: b.clientContext, minVersion: 'TLSv1.3' });
+        client.on('error', (e) => { server.close(); reject(e); });
+        client.resume();
+      });
+    });
+    assert.deepEqual(seen, { cn: 'host-b', authorized: true, protocol: 'TLSv1.3' });
+  });
+}
