@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { createPrivateKey } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -156,4 +157,39 @@ test('cli-renew-and-inspect: renew prints old and new serial; inspect shows a ce
   const crl = pki('inspect', join(out, 'ca-crl.pem'));
   assert.equal(crl.status, 0);
   assert.match(crl.stdout, /CRL number\s+1/);
+});
+
+test('cli-key-types: ECDSA P-256 by default, --key-type rsa/ed25519 as asked, renew keeps the type, a size with ec is refused', async () => {
+  const ca = join(root, 'ca-kt');
+  assert.equal(pki('init-ca', '--dir', ca, '--cn', 'kt').status, 0);
+  const inspectKey = (file: string): string => (JSON.parse(pki('inspect', '--json', file).stdout) as { publicKey: string }).publicKey;
+  assert.equal(inspectKey(join(ca, 'ca-cert.pem')), 'EC');
+  const cases: Array<[string[], string]> = [[[], 'EC'], [['--key-type', 'rsa'], 'RSA 3072'], [['--key-bits', '4096'], 'RSA 4096'], [['--key-type', 'ed25519'], 'ED25519']];
+  for (const [args, expected] of cases) {
+    const out = join(root, `kt-${expected.replace(' ', '-')}`);
+    const r = pki('issue', '--ca', ca, '--out', out, '--cn', 'host-kt', ...args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(inspectKey(join(out, 'server-cert.pem')), expected);
+  }
+  const renewed = pki('renew', '--ca', ca, '--dir', join(root, 'kt-ED25519'));
+  assert.equal(renewed.status, 0, renewed.stderr);
+  assert.equal(inspectKey(join(root, 'kt-ED25519', 'server-cert.pem')), 'ED25519');
+  const bad = pki('issue', '--ca', ca, '--out', join(root, 'kt-bad'), '--cn', 'host-kt', '--key-type', 'ec', '--key-bits', '3072');
+  assert.equal(bad.status, 1);
+  assertOneLineError(bad, 'pki-bad-input');
+});
+
+test('cli-key-passphrase: issue --key-passphrase-file writes an encrypted key that opens with that passphrase only', async () => {
+  const ca = join(root, 'ca-kp');
+  const pass = join(root, 'host.pass');
+  await writeFile(pass, 'host secret\n', { mode: 0o600 });
+  assert.equal(pki('init-ca', '--dir', ca, '--cn', 'kp').status, 0);
+  const out = join(root, 'kp-host');
+  const r = pki('issue', '--ca', ca, '--out', out, '--cn', 'host-kp', '--key-passphrase-file', pass);
+  assert.equal(r.status, 0, r.stderr);
+  const key = await readFile(join(out, 'server-key.pem'), 'utf8');
+  assert.match(key, /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+  assert.equal(createPrivateKey({ key, passphrase: 'host secret' }).asymmetricKeyType, 'ec');
+  assert.throws(() => createPrivateKey({ key, passphrase: 'other' }));
+  assert.equal((await stat(join(out, 'server-key.pem'))).mode & 0o777, 0o600);
 });
