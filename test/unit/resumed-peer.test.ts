@@ -30,7 +30,7 @@ function peerCert(serialNumber: string, validFrom: number, validTo: number): Pee
 }
 
 function withCrl(revocation: Revocation | undefined): Pick<Identity, 'revocation' | 'files'> {
-  return { revocation, files: { crl: '/etc/vmgate/tls/ca-crl.pem' } as Identity['files'] };
+  return { revocation, files: { crl: '/etc/vmgate/pki/ca-crl.pem' } as Identity['files'] };
 }
 
 test('revocation-parsed-from-real-crl: revoked serials (any hex form) and nextUpdate', async () => {
