@@ -110,7 +110,7 @@ function buildProgram(out: Print): Command {
     .option('--days <n>', 'validity in days (default 365, never past the CA)', int)
     .option('--key-type <type>', 'ec (ECDSA P-256, default), rsa or ed25519')
     .option('--key-bits <n>', 'RSA key size (default 3072; implies --key-type rsa)', int)
-    .option('--key-passphrase-file <file>', 'encrypt the new key with the passphrase in this file (vmgate: tls.keyPassphraseFile; QEMU cannot read it)')
+    .option('--key-passphrase-file <file>', 'encrypt the new key with the passphrase in this file (vmgate: tls.keyPassphraseFile; QEMU: passwordid=)')
     .option('--passphrase-file <file>', 'passphrase of the CA key')
     .option('--force', 'overwrite existing certificate and key files')
     .action(async (o: { ca: string; out: string; cn: string; dns?: string[]; ip?: string[]; clientOnly?: boolean; days?: number; keyType?: string; keyBits?: number; keyPassphraseFile?: string; passphraseFile?: string; force?: boolean }) => {
