@@ -5,12 +5,13 @@
  */
 import forge from 'node-forge';
 import { VmgateError } from '../errors.js';
-import type { LoadedCa } from './ca.js';
 import type { CaIndex } from './ca-index.js';
+import type { IssuerRef } from './cert-builder.js';
 import { writeFileAtomic } from './files.js';
+import type { LoadedKey } from './keys.js';
 import { PUBLIC_MODE } from './layout.js';
 import { BACKDATE_MS, DAY_MS, checkDays } from './validity.js';
-import { webcrypto, x509, type WebCryptoKey } from './x509-lib.js';
+import { webcrypto, x509 } from './x509-lib.js';
 
 export const CRL_NUMBER_OID = '2.5.29.20';
 
@@ -43,8 +44,20 @@ export function crlNumberOf(crl: x509.X509Crl): number | undefined {
   return typeof node.value === 'string' ? forge.asn1.derToInteger(node.value) : undefined;
 }
 
+/**
+ * What signing a CRL needs of a CA: ca.ts's `LoadedCa` has all of it. Named
+ * here rather than imported so that ca.ts (which writes the first CRL) and
+ * this file do not import each other.
+ */
+export interface CrlSigner {
+  paths: { crl: string };
+  certPem: string;
+  key: LoadedKey;
+  issuer: IssuerRef;
+}
+
 /** Signs a CRL for `index` (incrementing its CRL number) and writes the CA's ca-crl.pem. The caller writes the index. */
-export async function writeCrl(ca: LoadedCa, index: CaIndex, days: number, now: Date): Promise<{ crlPath: string; crlNumber: number; nextUpdate: Date }> {
+export async function writeCrl(ca: CrlSigner, index: CaIndex, days: number, now: Date): Promise<{ crlPath: string; crlNumber: number; nextUpdate: Date }> {
   const lifetime = checkDays(days, 30, 'CRL lifetime');
   const crlNumber = index.crlNumber + 1;
   const nextUpdate = new Date(now.getTime() + lifetime * DAY_MS);
@@ -56,7 +69,7 @@ export async function writeCrl(ca: LoadedCa, index: CaIndex, days: number, now: 
     thisUpdate: new Date(now.getTime() - BACKDATE_MS),
     nextUpdate,
     signingAlgorithm: algorithm,
-    signingKey: signingKey as unknown as WebCryptoKey,
+    signingKey,
     extensions: [new x509.AuthorityKeyIdentifierExtension(ca.issuer.keyId), crlNumberExtension(crlNumber)],
     entries: index.issued
       .filter((e) => e.revokedAt !== undefined)
