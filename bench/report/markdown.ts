@@ -25,7 +25,7 @@ function header(r: BenchResults, jsonFile: string, repoRoot: string, heading: st
     '',
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}`,
     `- Software: Node ${m.node} (OpenSSL ${m.openssl}), ${m.stunnel ?? 'stunnel not installed'}, ${m.qemu ?? 'QEMU not installed'}`,
-    `- Command: \`npm run bench -- ${String(opts['argv'] ?? '').trim()}\` (${r.durationSeconds.toFixed(0)} s); ${rawFigures}`,
+    `- Command: \`npm run bench -- ${typeof opts['argv'] === 'string' ? opts['argv'].trim() : ''}\` (${r.durationSeconds.toFixed(0)} s); ${rawFigures}`,
     ...r.notes.map((n) => `- Note: ${n}`),
     '',
   ];

@@ -72,6 +72,6 @@ export function decodePrivateKey(pem: string, passphrase: string | undefined, pa
     throw new VmgateError('pki-unreadable', `${path} holds a ${keyObject.asymmetricKeyType ?? 'unknown'} key; the vmgate CA uses RSA`);
   }
   const plain = keyObject.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const forgeKey = forge.pki.privateKeyFromPem(plain) as forge.pki.rsa.PrivateKey;
+  const forgeKey = forge.pki.privateKeyFromPem(plain);
   return { forgeKey, keyObject };
 }

@@ -137,9 +137,8 @@ export class QmpClient {
   async waitForMigration(statuses: Iterable<string>, timeoutMs: number, pollMs = 50): Promise<MigrationInfo> {
     const wanted = new Set(statuses);
     const deadline = Date.now() + timeoutMs;
-    let last: MigrationInfo = {};
     for (;;) {
-      last = await this.queryMigrate();
+      const last = await this.queryMigrate();
       const status = last.status ?? 'none';
       if (wanted.has(status)) {
         // 7.2 shows total-time 0 (and a stale mbps/downtime) until the statistics are final.

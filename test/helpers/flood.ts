@@ -85,10 +85,11 @@ export function startFlood(o: FloodOptions): Flood {
     get opened() {
       return opened;
     },
-    async stop() {
+    stop() {
       stopped = true;
       for (const s of [...open.keys()]) s.destroy();
       open.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -162,9 +162,10 @@ export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsP
     spawnIn: (ns, argv, spawnOptions) => netnsSpawn(ns, argv, spawnOptions),
     linkDown: () => setLink('down'),
     linkUp: () => setLink('up'),
-    destroy: async () => {
+    destroy: () => {
       destroySync();
       unregister();
+      return Promise.resolve();
     },
   };
 }

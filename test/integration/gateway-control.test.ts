@@ -183,7 +183,7 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     const cfg = p.b.config.file;
     const { readFile } = await import('node:fs/promises');
     const text = await readFile(cfg, 'utf8');
-    await writeFile(cfg, text.replace(/tls:\n  dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
+    await writeFile(cfg, text.replace(/tls:\n {2}dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
     const err = await p.b.reload();
     assert.equal(err?.code, 'identity-invalid');
     // The error names the file to fix; only the message carries the path.
