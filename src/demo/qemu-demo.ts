@@ -16,15 +16,15 @@ import { startLocalPair, type LocalPair } from './local-pair.js';
  *   source QEMU --tcp--> host-a route ==TLS 1.3 + SASL==> host-b --tcp--> destination QEMU (-incoming)
  */
 
-export const QEMU_NAME = 'qemu-system-x86_64';
+const QEMU_NAME = 'qemu-system-x86_64';
 /** The smallest guest the demo runs: half of it is the random image, which is at least 64 MiB. */
-export const MIN_GUEST_MIB = 128;
+const MIN_GUEST_MIB = 128;
 /**
  * The largest guest the demo runs. From 3.5 GiB up, the pc machine splits RAM
  * around the PCI hole below 4 GiB, and the demo hashes guest-physical memory
  * from 0 as one range.
  */
-export const MAX_GUEST_MIB = 3072;
+const MAX_GUEST_MIB = 3072;
 const MiB = 1024 * 1024;
 
 /**

@@ -37,7 +37,7 @@ export interface CertSpec {
 
 const UTF8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
 
-export function subjectAttributes(commonName: string): forge.pki.CertificateField[] {
+function subjectAttributes(commonName: string): forge.pki.CertificateField[] {
   return [{ name: 'commonName', value: commonName, valueTagClass: UTF8 }];
 }
 
@@ -45,7 +45,7 @@ export function subjectAttributes(commonName: string): forge.pki.CertificateFiel
  * forge keeps parsed attribute values as raw bytes; re-encoding a UTF8String
  * would encode it twice, so decode those first.
  */
-export function reusableAttributes(attrs: readonly forge.pki.CertificateField[]): forge.pki.CertificateField[] {
+function reusableAttributes(attrs: readonly forge.pki.CertificateField[]): forge.pki.CertificateField[] {
   return attrs.map((a) => {
     const copy: forge.pki.CertificateField = { ...a };
     if ((a.valueTagClass as unknown) === forge.asn1.Type.UTF8 && typeof a.value === 'string') copy.value = forge.util.decodeUtf8(a.value);

@@ -101,7 +101,7 @@ export function planIssue(o: IssueOptions): IssuePlan {
 }
 
 /** The files an issue of `kind` writes into `outDir` that hold this host's identity. */
-export function identityFiles(outDir: string, kind: CertKind): string[] {
+function identityFiles(outDir: string, kind: CertKind): string[] {
   const h = hostPaths(outDir);
   return kind === 'host' ? [h.serverCert, h.serverKey, h.clientCert, h.clientKey] : [h.clientCert, h.clientKey];
 }

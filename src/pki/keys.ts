@@ -8,7 +8,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { VmgateError, messageOf } from '../errors.js';
 
-export const DEFAULT_KEY_BITS = 3072;
+const DEFAULT_KEY_BITS = 3072;
 const MIN_KEY_BITS = 3072;
 const MIN_TEST_KEY_BITS = 2048;
 const MAX_KEY_BITS = 8192;

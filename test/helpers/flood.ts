@@ -17,7 +17,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 
 /** A connection still open after this long was accepted by the gateway (a refused one is closed at once). */
-export const HELD_MS = 400;
+const HELD_MS = 400;
 const REOPEN_DELAY_MS = 100;
 
 export interface FloodOptions {
