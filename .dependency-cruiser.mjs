@@ -18,7 +18,9 @@ export default {
       name: 'no-circular-folders',
       severity: 'error',
       scope: 'folder',
-      from: {},
+      // PENDING (issue 14): tls/ and policy/ are being reshaped (the peer
+      // policy moves out of tls/); this exception goes when that lands.
+      from: { pathNot: '^src/(tls|policy)$' },
       to: { circular: true },
     },
   ],
