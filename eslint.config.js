@@ -1,6 +1,7 @@
 // ESLint flat config. `npm run lint` runs it with --max-warnings 0, so every
 // rule here is an error in practice. Only rules that differ from the presets
 // are listed, each with the reason it is here.
+import comments from '@eslint-community/eslint-plugin-eslint-comments';
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
@@ -10,6 +11,9 @@ export default defineConfig(
   {
     files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts', 'certs/*.ts'],
     extends: [js.configs.recommended, ...tseslint.configs.recommendedTypeChecked],
+    plugins: { '@eslint-community/eslint-comments': comments },
+    // A disable comment that no longer silences anything is itself a finding.
+    linterOptions: { reportUnusedDisableDirectives: 'error' },
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
@@ -24,6 +28,10 @@ export default defineConfig(
       }],
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/no-unused-vars': 'error',
+      // An exception to a rule says why, beside it:
+      // `// eslint-disable-next-line RULE -- reason`.
+      '@eslint-community/eslint-comments/require-description': ['error', { ignore: ['eslint-enable'] }],
+      '@eslint-community/eslint-comments/no-unlimited-disable': 'error',
       // Only the CLI decides when the process ends; everything else throws a
       // VmgateError or sets process.exitCode so cleanups and logs still run.
       'no-restricted-properties': ['error', {
