@@ -18,9 +18,10 @@ export default {
       name: 'no-circular-folders',
       severity: 'error',
       scope: 'folder',
-      // PENDING (issue 14): tls/ and policy/ are being reshaped (the peer
-      // policy moves out of tls/); this exception goes when that lands.
-      from: { pathNot: '^src/(tls|policy)$' },
+      // PENDING (issue 14): admin/ and daemon/ still import each other
+      // (admin-protocol.ts names daemon's StatusReply; daemon/control.ts
+      // starts the admin socket). The lead's next move removes this exception.
+      from: { pathNot: '^src/(admin|daemon)$' },
       to: { circular: true },
     },
   ],

@@ -32,7 +32,7 @@ export interface TestPki {
   selfSigned: string;
 }
 
-const TEST_KEY_BITS = 2048;
+export const TEST_KEY_BITS = 2048;
 const DAY = 86_400_000;
 
 /**
