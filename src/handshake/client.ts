@@ -84,7 +84,7 @@ export async function openChannel(c: ClientConnection, target: string, session: 
   }
 }
 
-function destroyPeer(peer: PeerSocket): void {
+export function destroyPeer(peer: PeerSocket): void {
   peer.tls.destroy();
   peer.raw.destroy();
 }

@@ -47,9 +47,9 @@ export interface MigrationInfo {
 export const MIGRATION_FINAL_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 
 /** A QMP line longer than this (no newline yet) ends the connection: QEMU never sends one. */
-export const QMP_MAX_LINE = 16 * 1024 * 1024;
+const QMP_MAX_LINE = 16 * 1024 * 1024;
 /** Events kept in `QmpClient.events`; older ones are dropped first. */
-export const QMP_MAX_EVENTS = 10_000;
+const QMP_MAX_EVENTS = 10_000;
 
 interface Pending {
   readonly command: string;
