@@ -8,8 +8,8 @@ import { repoRelative } from './portable-options.js';
 import type { BenchResults } from './results.js';
 import { evacuationTables, resultTables } from './tables.js';
 
-export const RESULTS_START = '<!-- bench:results:start (written by npm run bench; edits here are overwritten) -->';
-export const RESULTS_END = '<!-- bench:results:end -->';
+const RESULTS_START = '<!-- bench:results:start (written by npm run bench; edits here are overwritten) -->';
+const RESULTS_END = '<!-- bench:results:end -->';
 export const EVACUATION_START = '<!-- bench:evacuation:start (written by npm run bench; edits here are overwritten) -->';
 export const EVACUATION_END = '<!-- bench:evacuation:end -->';
 

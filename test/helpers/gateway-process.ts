@@ -19,7 +19,7 @@ import { stringify } from 'yaml';
 import { onProcessExit } from './netns.js';
 
 /** The compiled CLI entry: dist/src/cli/main.js next to this compiled file, or $VMGATE_CLI. */
-const CLI_PATH = process.env['VMGATE_CLI'] ?? fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const CLI_PATH = process.env['VMGATE_CLI'] ?? fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** One pino log line as parsed JSON. */
 export interface GatewayLogLine {
