@@ -8,7 +8,7 @@ import { median, ratio } from './stats.js';
 import { attachRatios, perRound, type Ratios } from './summary.js';
 import { judgeRatio, type TargetResult } from './targets.js';
 
-export const EVACUATION_TARGET_RATIO = 1.2;
+const EVACUATION_TARGET_RATIO = 1.2;
 
 export interface EvacuationRow {
   path: string;

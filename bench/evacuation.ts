@@ -70,7 +70,7 @@ export async function runEvacuations(
   return samples;
 }
 
-export function describeEvacuation(s: EvacuationSample, migrations: number): string {
+function describeEvacuation(s: EvacuationSample, migrations: number): string {
   if (s.error !== undefined) return `FAILED to start: ${s.error}`;
   const intact = s.guests.filter((g) => g.intact).length;
   const last = lastCompletionSeconds(s.guests);

@@ -11,15 +11,16 @@ export class HoldSink {
   private readonly firstByte: number[] = [];
   private waiters: Array<() => void> = [];
 
-  private constructor(private readonly server: Server, readonly port: number) {}
+  private constructor(private readonly server: Server, readonly port: number) {
+    // Attached before any I/O callback can run: no connection is missed.
+    server.on('connection', (s: Socket) => this.accept(s));
+  }
 
   static async start(): Promise<HoldSink> {
-    let sink: HoldSink | undefined;
-    const server = createServer({ allowHalfOpen: true }, (s) => sink?.accept(s));
+    const server = createServer({ allowHalfOpen: true });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const a = server.address();
-    sink = new HoldSink(server, typeof a === 'object' && a !== null ? a.port : 0);
-    return sink;
+    return new HoldSink(server, typeof a === 'object' && a !== null ? a.port : 0);
   }
 
   /** Connections whose first byte has arrived. */

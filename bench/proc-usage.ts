@@ -42,7 +42,7 @@ export async function processTree(pid: number): Promise<number[]> {
 }
 
 /** CPU and memory of one process; undefined once it has exited. */
-export async function processUsage(pid: number): Promise<Omit<Usage, 'pids'> | undefined> {
+async function processUsage(pid: number): Promise<Omit<Usage, 'pids'> | undefined> {
   let stat: string;
   let status: string;
   try {

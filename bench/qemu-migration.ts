@@ -15,7 +15,7 @@ import { rotated } from './stats.js';
 
 export type QemuMode = 'single' | 'multifd4';
 
-export const PLANS: Record<QemuMode, MigrationPlan> = {
+const PLANS: Record<QemuMode, MigrationPlan> = {
   single: { mode: 'precopy' },
   multifd4: { mode: 'multifd', multifdChannels: 4 },
 };
@@ -101,7 +101,7 @@ export async function runReliability(path: PathSpec, setup: QemuSetup, o: { coun
   return samples;
 }
 
-export function describe(s: QemuSample): string {
+function describe(s: QemuSample): string {
   if (!s.ok) return `FAILED: ${s.error ?? 'unknown'}`;
   const cpu = s.cpuSecondsPerGiB === undefined ? '' : `, ${s.cpuSecondsPerGiB.toFixed(2)} CPU s/GiB`;
   const setup = s.setupSeconds === undefined ? '' : ` (setup ${(s.setupSeconds * 1000).toFixed(0)} ms)`;

@@ -189,14 +189,21 @@ async function main(o: BenchOptions): Promise<void> {
   }
 }
 
-let options: BenchOptions;
-try {
-  options = parseOptions(process.argv.slice(2), join(REPO_ROOT, 'bench', 'results'));
-} catch (e: unknown) {
-  if (e instanceof CommanderError) process.exit(e.exitCode);
-  throw e;
+/** The options, or undefined after --help, --version or a usage error (commander has printed it). */
+function commandLine(): BenchOptions | undefined {
+  try {
+    return parseOptions(process.argv.slice(2), join(REPO_ROOT, 'bench', 'results'));
+  } catch (e: unknown) {
+    if (!(e instanceof CommanderError)) throw e;
+    process.exitCode = e.exitCode;
+    return undefined;
+  }
 }
-main(options).catch((e: unknown) => {
-  console.error(`bench failed: ${messageOf(e)}`);
-  process.exitCode = 1;
-});
+
+const options = commandLine();
+if (options !== undefined) {
+  main(options).catch((e: unknown) => {
+    console.error(`bench failed: ${messageOf(e)}`);
+    process.exitCode = 1;
+  });
+}

@@ -27,7 +27,7 @@ export interface TargetInput {
 const MiB = 2 ** 20;
 const x = (v: number | undefined): string => (v === undefined ? '-' : `${v.toFixed(2)}x`);
 
-export function judge(target: string, value: number | undefined, ok: (v: number) => boolean, shown: string, note?: string): TargetResult {
+function judge(target: string, value: number | undefined, ok: (v: number) => boolean, shown: string, note?: string): TargetResult {
   const status = value === undefined ? 'not measured' : ok(value) ? 'pass' : 'FAIL';
   return { target, measured: value === undefined ? '-' : shown, status, ...(note !== undefined ? { note } : {}) };
 }

@@ -7,7 +7,7 @@
  */
 import { configSchema } from '../src/config/schema.js';
 
-export const WORKERS_KEY = 'workers';
+const WORKERS_KEY = 'workers';
 
 /** A key path into the YAML config; '*' stands for every entry of a record (routes, targets). */
 export type KeyPath = readonly string[];

@@ -184,8 +184,7 @@ export function isVmgateError(e: unknown): e is VmgateError {
 /** Node system errors carry a string `code` (ECONNREFUSED, ERR_SSL_...). */
 export function systemCode(e: unknown): string | undefined {
   if (typeof e === 'object' && e !== null && 'code' in e) {
-    const code = (e as { code: unknown }).code;
-    if (typeof code === 'string') return code;
+    if (typeof e.code === 'string') return e.code;
   }
   return undefined;
 }

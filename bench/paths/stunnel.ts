@@ -13,7 +13,7 @@ import type { Fixture } from '../fixture.js';
 import { freePort } from './free-port.js';
 import { RANGE_GATEWAY_HOST, type PathSpec, type RunningPath, type RunningRange } from './path.js';
 
-export const STUNNEL = 'stunnel4';
+const STUNNEL = 'stunnel4';
 const READY_TIMEOUT_MS = 10_000;
 
 /** Undefined when stunnel is installed, else why the stunnel path is left out. */

@@ -8,8 +8,8 @@ import { repoRelative } from './portable-options.js';
 import type { BenchResults } from './results.js';
 import { evacuationTables, resultTables } from './tables.js';
 
-export const RESULTS_START = '<!-- bench:results:start (written by npm run bench; edits here are overwritten) -->';
-export const RESULTS_END = '<!-- bench:results:end -->';
+const RESULTS_START = '<!-- bench:results:start (written by npm run bench; edits here are overwritten) -->';
+const RESULTS_END = '<!-- bench:results:end -->';
 export const EVACUATION_START = '<!-- bench:evacuation:start (written by npm run bench; edits here are overwritten) -->';
 export const EVACUATION_END = '<!-- bench:evacuation:end -->';
 
@@ -25,7 +25,7 @@ function header(r: BenchResults, jsonFile: string, repoRoot: string, heading: st
     '',
     `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB RAM, Linux ${m.kernel}`,
     `- Software: Node ${m.node} (OpenSSL ${m.openssl}), ${m.stunnel ?? 'stunnel not installed'}, ${m.qemu ?? 'QEMU not installed'}`,
-    `- Command: \`npm run bench -- ${String(opts['argv'] ?? '').trim()}\` (${r.durationSeconds.toFixed(0)} s); ${rawFigures}`,
+    `- Command: \`npm run bench -- ${typeof opts['argv'] === 'string' ? opts['argv'].trim() : ''}\` (${r.durationSeconds.toFixed(0)} s); ${rawFigures}`,
     ...r.notes.map((n) => `- Note: ${n}`),
     '',
   ];

@@ -7,7 +7,7 @@ export function resultTables(r: BenchResults, style: 'text' | 'markdown'): strin
   const title = (t: string): string => (style === 'markdown' ? `#### ${t}` : `== ${t}`);
   if (r.synthetic.rows.length > 0) {
     const size = Number(r.options['bytes'] ?? 0) / 2 ** 30;
-    out.push(title(`Synthetic streams (${size.toFixed(2)} GiB per run, medians of ${r.options['runs']})`));
+    out.push(title(`Synthetic streams (${size.toFixed(2)} GiB per run, medians of ${String(r.options['runs'])})`));
     out.push(
       table(
         ['streams', 'path', 'MB/s', 'x stunnel', 'x direct', 'CPU s/GiB (A+B)', 'CPU x stunnel', 'peak RSS MiB', 'channel processes A/B'],
@@ -27,7 +27,7 @@ export function resultTables(r: BenchResults, style: 'text' | 'markdown'): strin
     );
   }
   if (r.qemu.rows.length > 0) {
-    out.push(title(`Real QEMU migration (paused guest, ${r.options['guestMiB']} MiB random RAM, medians of completed runs)`));
+    out.push(title(`Real QEMU migration (paused guest, ${String(r.options['guestMiB'])} MiB random RAM, medians of completed runs)`));
     out.push(
       table(
         ['mode', 'path', 'completed', 'seconds', 'MB/s', 'x faster than stunnel', 'x direct', 'CPU s/GiB (A+B)', 'QEMU cores source/dest'],

@@ -46,6 +46,9 @@ process.on('message', (m: ExpectMessage) => {
   ended = 0;
   firstByte = 0;
 });
+// The bench is gone (finished or killed): stop at once, open sockets and all,
+// rather than linger as an orphan holding ports.
+// eslint-disable-next-line no-restricted-properties -- a child of the bench, not the daemon: nothing to clean up
 process.on('disconnect', () => process.exit(0));
 
 server.listen(0, '127.0.0.1', () => {

@@ -61,4 +61,7 @@ process.on('message', (m: SendMessage) => {
   if (m.type !== 'send') return;
   run(m).catch((e: unknown) => send({ type: 'failed', message: `sender: ${e instanceof Error ? e.message : String(e)}` }));
 });
+// The bench is gone (finished or killed): stop at once, open sockets and all,
+// rather than linger as an orphan holding ports.
+// eslint-disable-next-line no-restricted-properties -- a child of the bench, not the daemon: nothing to clean up
 process.on('disconnect', () => process.exit(0));

@@ -23,7 +23,7 @@ export function adminRequest<R extends AdminRequest>(path: string, req: R, timeo
         return;
       }
       if (r['ok'] === true) resolve(r as unknown as AdminReply[R['op']]);
-      else reject(new VmgateError(isErrorCode(r['code']) ? r['code'] : 'internal', String(r['message'] ?? 'request failed')));
+      else reject(new VmgateError(isErrorCode(r['code']) ? r['code'] : 'internal', typeof r['message'] === 'string' ? r['message'] : 'request failed'));
     });
     s.on('error', (e) => {
       clearTimeout(timer);

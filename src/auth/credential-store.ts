@@ -18,7 +18,6 @@
  * under 64 MiB of memory.
  */
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { constants } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -27,11 +26,11 @@ import { DISK_FILES, type FileSource } from '../util/file-source.js';
 import { RecentLogins } from './recent-logins.js';
 import { MAX_PASSWORD_BYTES, MAX_USER_BYTES, saslprep } from './sasl-plain.js';
 
-export const SALT_BYTES = 16;
-export const HASH_BYTES = 32;
-export const DEFAULT_SCRYPT_PARAMS: Readonly<ScryptParams> = { N: 16384, r: 8, p: 1 };
+const SALT_BYTES = 16;
+const HASH_BYTES = 32;
+const DEFAULT_SCRYPT_PARAMS: Readonly<ScryptParams> = { N: 16384, r: 8, p: 1 };
 /** Bounds on parameters read from a file: a hostile or mistyped file must not exhaust memory or CPU. */
-export const SCRYPT_LIMITS = { minN: 16, maxN: 1 << 20, maxR: 32, maxP: 16, maxMemory: 64 * 1024 * 1024, maxWork: 1 << 22 } as const;
+const SCRYPT_LIMITS = { minN: 16, maxN: 1 << 20, maxR: 32, maxP: 16, maxMemory: 64 * 1024 * 1024, maxWork: 1 << 22 } as const;
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
 export interface ScryptParams {

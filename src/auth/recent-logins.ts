@@ -1,7 +1,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** How long a verified login spares later channels the scrypt run. */
-export const RECENT_LOGIN_TTL_MS = 60_000;
+const RECENT_LOGIN_TTL_MS = 60_000;
 
 /**
  * Logins the credential store verified recently, so that the other channels

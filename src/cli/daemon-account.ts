@@ -18,12 +18,12 @@ export interface DaemonAccount {
 }
 
 /** The unit a packaged gateway runs under, and where systemd looks for it and its drop-ins (first wins, drop-ins add). */
-export const UNIT_NAME = 'vmgate.service';
+const UNIT_NAME = 'vmgate.service';
 const UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/lib/systemd/system', '/usr/lib/systemd/system'];
-export const DEFAULT_DAEMON_USER = 'vmgate';
+const DEFAULT_DAEMON_USER = 'vmgate';
 
 /** The unit file plus its drop-ins, in the order systemd applies them. */
-export async function unitFiles(dirs = UNIT_DIRS, unit = UNIT_NAME): Promise<string[]> {
+async function unitFiles(dirs = UNIT_DIRS, unit = UNIT_NAME): Promise<string[]> {
   const files: string[] = [];
   for (const d of dirs) {
     const f = join(d, unit);
@@ -41,7 +41,7 @@ export async function unitFiles(dirs = UNIT_DIRS, unit = UNIT_NAME): Promise<str
 }
 
 /** `User=` and `SupplementaryGroups=` of the [Service] section across `files` (an empty assignment resets the list). */
-export async function unitSettings(files: string[]): Promise<{ user: string | undefined; groups: string[] }> {
+async function unitSettings(files: string[]): Promise<{ user: string | undefined; groups: string[] }> {
   let user: string | undefined;
   let groups: string[] = [];
   for (const f of files) {

@@ -12,7 +12,7 @@ import type { ConfigProblem, ConfigProblemKind } from '../errors.js';
 type Path = readonly PropertyKey[];
 
 /** `routes.to-b.peer`; a list index as `allow[0]`. */
-export function keyPath(path: Path): string {
+function keyPath(path: Path): string {
   if (path.length === 0) return '(top level)';
   return path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i > 0 ? '.' : ''}${String(k)}`)).join('');
 }
@@ -89,7 +89,8 @@ function shown(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping of keys';
   if (typeof value === 'string') return JSON.stringify(value);
-  return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint' || value === undefined) return String(value);
+  return typeof value; // a symbol or a function: never from YAML
 }
 
 function valueAt(root: unknown, path: Path): unknown {
@@ -122,7 +123,7 @@ function unwrap(s: z.ZodType | undefined): z.ZodType | undefined {
 
 function knownKeys(s: z.ZodType | undefined): string[] {
   const o = unwrap(s);
-  return o instanceof z.ZodObject ? Object.keys(o.shape as object) : [];
+  return o instanceof z.ZodObject ? Object.keys(o.shape) : [];
 }
 
 /** What a key takes, in words: the schema's own description, else one built from its type. */

@@ -27,9 +27,9 @@ export interface PortRange {
 export type LocalPorts = LocalEndpoint | PortRange;
 
 /** The most ports one range may span: libvirt's default migration range is 64. */
-export const MAX_PORT_RANGE = 256;
+const MAX_PORT_RANGE = 256;
 /** Ports below this need privileges no migration endpoint should have. */
-export const FIRST_UNPRIVILEGED_PORT = 1024;
+const FIRST_UNPRIVILEGED_PORT = 1024;
 
 /** A peer gateway's TLS address, `HOST:PORT` or `[V6]:PORT`. */
 export interface HostPort {
@@ -75,7 +75,7 @@ export function endpointsOf(e: LocalPorts): LocalEndpoint[] {
   return out;
 }
 
-export function parseLocalEndpoint(text: string, baseDir: string, listener = false): LocalEndpoint | string {
+function parseLocalEndpoint(text: string, baseDir: string, listener = false): LocalEndpoint | string {
   if (text.startsWith('unix:')) {
     const path = text.slice(5);
     if (path.length === 0) return 'unix:/path with a socket path after "unix:"';

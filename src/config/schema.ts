@@ -13,18 +13,18 @@ const path = z.string().min(1).describe('a file path');
 const ms = (min: number, max: number) => z.number().int().min(min).max(max).describe(`a whole number of milliseconds from ${min} to ${max}`);
 const group = z.union([z.string().min(1), z.number().int().min(0)]).describe('a group name, or a group number (0 or more)');
 
-export const allowRuleSchema = z.object({
+const allowRuleSchema = z.object({
   peer: z.string().min(1).describe('a certificate name (DNS SAN or CN), or "*" for any verified peer'),
   user: z.string().min(1).describe('a SASL user name, or "*" for any authenticated user'),
 }).strict();
 
-export const targetSchema = z.object({
+const targetSchema = z.object({
   connect: z.string().describe('tcp:HOST:PORT or unix:/path'),
   allow: z.array(allowRuleSchema).default([]),
   unsafeAllowNonLoopback: z.boolean().default(false),
 }).strict();
 
-export const serverSchema = z.object({
+const serverSchema = z.object({
   listen: z.string().describe('HOST:PORT (or [IPv6]:PORT)'),
   credentials: path,
   targets: z.record(name, targetSchema),
@@ -35,7 +35,7 @@ export const serverSchema = z.object({
   channelOrderTimeoutMs: ms(100, 600_000).default(30_000),
 }).strict();
 
-export const routeSchema = z.object({
+const routeSchema = z.object({
   listen: z.string().describe('tcp:HOST:PORT or unix:/path'),
   peer: z.string().describe('HOST:PORT (or [IPv6]:PORT) of the peer gateway'),
   peerName: z.string().min(1).describe("the name the peer's certificate carries (DNS SAN or CN)"),
@@ -56,7 +56,7 @@ export const routeSchema = z.object({
   socketGroup: group.optional(),
 }).strict();
 
-export const tlsSchema = z.object({
+const tlsSchema = z.object({
   dir: path.optional(),
   ca: path.optional(),
   cert: path.optional(),

@@ -10,7 +10,7 @@ import { VmgateError } from '../errors.js';
 /** Largest allowed value of the length field (type byte + body). */
 export const MAX_FRAME_LENGTH = 8192;
 /** Size of the length prefix. */
-export const FRAME_HEADER_LENGTH = 4;
+const FRAME_HEADER_LENGTH = 4;
 
 export interface Frame {
   type: number;

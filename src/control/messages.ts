@@ -85,22 +85,22 @@ export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
 
 // ---- field constraints (exported so config validation can reuse them) ----
 
-export const MAX_TARGET_LENGTH = 64;
-export const TARGET_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-export const SESSION_PATTERN = /^[0-9a-f]{32}$/;
-export const MAX_CHANNEL = 1023;
-export const MAX_ERROR_MESSAGE_LENGTH = 512;
-export const MAX_AUTH_RESPONSE_LENGTH = 4096;
+const MAX_TARGET_LENGTH = 64;
+const TARGET_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const SESSION_PATTERN = /^[0-9a-f]{32}$/;
+const MAX_CHANNEL = 1023;
+const MAX_ERROR_MESSAGE_LENGTH = 512;
+const MAX_AUTH_RESPONSE_LENGTH = 4096;
 /** RFC 4422 §3.1 mechanism names: 1..20 of A-Z 0-9 - _. */
-export const MECHANISM_PATTERN = /^[A-Z0-9_-]{1,20}$/;
+const MECHANISM_PATTERN = /^[A-Z0-9_-]{1,20}$/;
 
 /** A target name that cannot be read as a path, a host:port or a dotfile. */
-export function isValidTarget(name: string): boolean {
+function isValidTarget(name: string): boolean {
   return name.length >= 1 && name.length <= MAX_TARGET_LENGTH && TARGET_PATTERN.test(name) && !name.includes('..');
 }
 
 /** Canonical RFC 4648 base64 only: no whitespace, no URL alphabet, correct padding, zero pad bits. */
-export function isStrictBase64(s: string): boolean {
+function isStrictBase64(s: string): boolean {
   return s.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(s) && Buffer.from(s, 'base64').toString('base64') === s;
 }
 

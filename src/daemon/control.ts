@@ -14,7 +14,7 @@ export async function openControlSocket(config: NonNullable<Config['control']>, 
 }
 
 /** One control request against the daemon, whichever process model it has. */
-export async function answer(daemon: Daemon, req: AdminRequest, log: Logger): Promise<AdminReply[AdminRequest['op']]> {
+async function answer(daemon: Daemon, req: AdminRequest, log: Logger): Promise<AdminReply[AdminRequest['op']]> {
   switch (req.op) {
     case 'status':
       return daemon.status();

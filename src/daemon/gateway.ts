@@ -1,4 +1,4 @@
-import type { Server, Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { sessionViews, snapshotOf, type ChannelSnapshot, type SessionView } from '../session/session-view.js';
 import type { Config } from '../config/config.js';
 import { loadFromChecked, loadFromDisk, loadReloadable, type CheckedReload, type Reloadable } from './reloadable.js';
@@ -9,7 +9,7 @@ import { openControlSocket } from './control.js';
 import type { Logger } from '../log/logger.js';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
 import { startMetricsEndpoint, type MetricsEndpoint, type MetricsEndpointDeps } from '../metrics/metrics-endpoint.js';
-import { expiringSoon, loadIdentity, type Identity } from '../tls/identity.js';
+import { expiringSoon, type Identity } from '../tls/identity.js';
 import { ChannelTable } from '../session/channel-table.js';
 import { InboundServer } from '../server/inbound-server.js';
 import type { PeerNotices } from '../session/cause-exchange.js';
@@ -158,7 +158,7 @@ export class Gateway implements Daemon {
    */
   async stop(graceMs = 0): Promise<void> {
     this.phase = 'draining';
-    const closing = [this.inbound?.close(), ...this.routes.map((r) => r.close())];
+    const closing = [...(this.inbound ? [this.inbound.close()] : []), ...this.routes.map((r) => r.close())];
     if (graceMs > 0 && this.channels.size > 0) {
       this.log.info({ event: 'draining', channels: this.channels.size, graceMs }, `waiting up to ${graceMs} ms for ${this.channels.size} channel(s) to finish`);
       await this.channels.whenEmpty(graceMs);

@@ -36,7 +36,7 @@ export async function loadReloadable(config: Config, running?: Config, source: F
     const fresh = config.routes.find((c) => c.name === r.name) ?? r;
     passwords.set(r.name, await readPassword(fresh.passwordFile, r.name, source));
   }
-  return { identity, credentials, targets: config.server?.targets ?? new Map(), passwords };
+  return { identity, credentials, targets: config.server?.targets ?? new Map<string, TargetConfig>(), passwords };
 }
 
 /** A reload from the files on disk now (one process). */

@@ -4,7 +4,7 @@ import { freemem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { VmgateError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { GUEST_LOAD_ADDR, QemuVm, configureMigration, migrateAndWait, randomGuestImage, type MigrationPlan, type MigrationResult } from '../qemu/qemu-vm.js';
+import { GUEST_LOAD_ADDR, QemuVm, configureMigration, migrateAndWait, randomGuestImage, type MigrationPlan, type MigrationResult, type RandomImage } from '../qemu/qemu-vm.js';
 import { startLocalPair, type LocalPair } from './local-pair.js';
 
 /**
@@ -16,15 +16,15 @@ import { startLocalPair, type LocalPair } from './local-pair.js';
  *   source QEMU --tcp--> host-a route ==TLS 1.3 + SASL==> host-b --tcp--> destination QEMU (-incoming)
  */
 
-export const QEMU_NAME = 'qemu-system-x86_64';
+const QEMU_NAME = 'qemu-system-x86_64';
 /** The smallest guest the demo runs: half of it is the random image, which is at least 64 MiB. */
-export const MIN_GUEST_MIB = 128;
+const MIN_GUEST_MIB = 128;
 /**
  * The largest guest the demo runs. From 3.5 GiB up, the pc machine splits RAM
  * around the PCI hole below 4 GiB, and the demo hashes guest-physical memory
  * from 0 as one range.
  */
-export const MAX_GUEST_MIB = 3072;
+const MAX_GUEST_MIB = 3072;
 const MiB = 1024 * 1024;
 
 /**
@@ -91,20 +91,8 @@ export async function runQemuDemo(o: QemuDemoOptions): Promise<boolean> {
     }
     o.say(`  guests    two paused ${memMiB} MiB guests; the source gets ${imageMiB} MiB of random data at 0x${GUEST_LOAD_ADDR.toString(16)} ...`);
     const image = await randomGuestImage(o.dir, imageMiB);
-
-    const common = { binary: o.qemu, memMiB, startTimeoutMs: 30_000 };
-    const src = await launch(vms, { ...common, name: 'vmgate-demo-src', workDir: await workDir(o.dir, 'qemu-src'), loadFile: image.path });
-    const dst = await launch(vms, { ...common, name: 'vmgate-demo-dst', workDir: await workDir(o.dir, 'qemu-dst'), incoming: true });
-    const version = await src.qmp.execute<{ qemu: { major: number; minor: number; micro: number }; package?: string }>('query-version');
-    const accel = await src.accelerator();
-    const pkg = version.package?.trim() ?? '';
-    const release = `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}${pkg === '' ? '' : ` (${pkg.replace(/^\((.*)\)$/, '$1')})`}`;
-    o.say(`  QEMU      ${o.qemu} ${release}, ${accel === 'kvm' ? 'KVM' : 'TCG (no KVM)'}`);
-
-    await configureMigration(src, plan);
-    await configureMigration(dst, plan);
-    const incomingPort = await dst.migrateIncoming('tcp:127.0.0.1:0');
-    if (incomingPort === undefined) throw new Error('the destination QEMU reported no incoming port');
+    const { src, dst } = await startGuests(o, vms, memMiB, image.path);
+    const incomingPort = await prepareMigration(src, dst, plan);
 
     o.say('  gateways  host-a and host-b with certificates from a fresh CA and a SASL user, on 127.0.0.1 ...');
     pair = await startLocalPair({ dir: o.dir, targetConnect: `tcp:127.0.0.1:${incomingPort}`, log: o.log });
@@ -112,49 +100,85 @@ export async function runQemuDemo(o: QemuDemoOptions): Promise<boolean> {
     o.say(`  path      source QEMU -> 127.0.0.1:${routePort} (host-a route) ==TLS 1.3 + SASL==> host-b -> 127.0.0.1:${incomingPort} (destination QEMU)`);
 
     o.say('  migrating (precopy) ...');
-    let result: MigrationResult;
-    try {
-      result = await migrateAndWait(src, dst, `tcp:127.0.0.1:${routePort}`, plan, timeoutMs);
-    } catch (e: unknown) {
-      o.say(`FAILED: the migration did not complete: ${messageOf(e)}`);
-      for (const vm of [src, dst]) {
-        // CPUID "warning:" lines are noise; the last few other lines carry the reason.
-        const said = vm.stderr().split('\n').filter((l) => l.trim() !== '' && !l.includes(' warning: ')).slice(-3);
-        if (said.length > 0) o.say(`  ${vm.name} said: ${said.join(' | ')}`);
-      }
-      return false;
-    }
-    const info = result.source;
-    const ram = info.ram;
-    const seconds = (info['total-time'] ?? result.elapsedMs) / 1000;
-    const sentMB = (ram?.transferred ?? 0) / 1e6;
-    const rate = ram === undefined ? '' : `, ${(ram.mbps / 8).toFixed(0)} MB/s`;
-    const downtime = info.downtime === undefined ? '' : `, downtime ${info.downtime} ms`;
-    o.say(`  migrated  the ${memMiB} MiB guest (${imageMiB} MiB random, the rest zero pages): ${sentMB.toFixed(0)} MB sent in ${seconds.toFixed(2)} s${rate}${downtime} (QEMU's query-migrate)`);
-
-    const [srcHash, dstHash, dstImage] = await Promise.all([
-      src.ramHash(),
-      dst.ramHash(),
-      dst.ramHash(GUEST_LOAD_ADDR, image.size),
-    ]);
-    o.say(`  sha256 of guest RAM  source       ${srcHash}`);
-    o.say(`                       destination  ${dstHash}`);
-    if (srcHash !== dstHash) {
-      o.say("FAILED: the destination guest's memory differs from the source's");
-      return false;
-    }
-    if (dstImage !== image.sha256) {
-      o.say('FAILED: the random data is not where it was loaded in the destination guest');
-      return false;
-    }
-    o.say(`OK: the guest's memory arrived intact through both gateways (all ${memMiB} MiB identical, the random data in place)`);
-    return true;
+    const result = await migrateOrExplain(o, src, dst, `tcp:127.0.0.1:${routePort}`, plan, timeoutMs);
+    if (result === undefined) return false;
+    o.say(migratedLine(result, memMiB, imageMiB));
+    return await ramArrivedIntact(o, src, dst, image, memMiB);
   } finally {
     // Together: after a completed migration no channel is open; after a failed
     // one, killing QEMU ends the channels the gateways would otherwise drain.
     const stops = await Promise.allSettled([pair?.stop(500), ...vms.map((vm) => vm.kill())]);
     for (const s of stops) if (s.status === 'rejected') o.log.warn({ event: 'demo-cleanup-failed' }, messageOf(s.reason));
   }
+}
+
+/** Starts the paused source (with the random image loaded) and the incoming destination; says which QEMU it is. */
+async function startGuests(o: QemuDemoOptions, vms: QemuVm[], memMiB: number, imagePath: string): Promise<{ src: QemuVm; dst: QemuVm }> {
+  const common = { binary: o.qemu, memMiB, startTimeoutMs: 30_000 };
+  const src = await launch(vms, { ...common, name: 'vmgate-demo-src', workDir: await workDir(o.dir, 'qemu-src'), loadFile: imagePath });
+  const dst = await launch(vms, { ...common, name: 'vmgate-demo-dst', workDir: await workDir(o.dir, 'qemu-dst'), incoming: true });
+  const version = await src.qmp.execute<{ qemu: { major: number; minor: number; micro: number }; package?: string }>('query-version');
+  const accel = await src.accelerator();
+  const pkg = version.package?.trim() ?? '';
+  const release = `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}${pkg === '' ? '' : ` (${pkg.replace(/^\((.*)\)$/, '$1')})`}`;
+  o.say(`  QEMU      ${o.qemu} ${release}, ${accel === 'kvm' ? 'KVM' : 'TCG (no KVM)'}`);
+  return { src, dst };
+}
+
+/** Sets the migration capabilities on both sides and has the destination listen; returns its port. */
+async function prepareMigration(src: QemuVm, dst: QemuVm, plan: MigrationPlan): Promise<number> {
+  await configureMigration(src, plan);
+  await configureMigration(dst, plan);
+  const incomingPort = await dst.migrateIncoming('tcp:127.0.0.1:0');
+  if (incomingPort === undefined) throw new Error('the destination QEMU reported no incoming port');
+  return incomingPort;
+}
+
+/** The migration's result, or undefined after saying why it failed (with the last words of each QEMU). */
+async function migrateOrExplain(o: QemuDemoOptions, src: QemuVm, dst: QemuVm, uri: string, plan: MigrationPlan, timeoutMs: number): Promise<MigrationResult | undefined> {
+  try {
+    return await migrateAndWait(src, dst, uri, plan, timeoutMs);
+  } catch (e: unknown) {
+    o.say(`FAILED: the migration did not complete: ${messageOf(e)}`);
+    for (const vm of [src, dst]) {
+      // CPUID "warning:" lines are noise; the last few other lines carry the reason.
+      const said = vm.stderr().split('\n').filter((l) => l.trim() !== '' && !l.includes(' warning: ')).slice(-3);
+      if (said.length > 0) o.say(`  ${vm.name} said: ${said.join(' | ')}`);
+    }
+    return undefined;
+  }
+}
+
+/** What QEMU's query-migrate says was sent, how fast, and the downtime. */
+function migratedLine(result: MigrationResult, memMiB: number, imageMiB: number): string {
+  const info = result.source;
+  const ram = info.ram;
+  const seconds = (info['total-time'] ?? result.elapsedMs) / 1000;
+  const sentMB = (ram?.transferred ?? 0) / 1e6;
+  const rate = ram === undefined ? '' : `, ${(ram.mbps / 8).toFixed(0)} MB/s`;
+  const downtime = info.downtime === undefined ? '' : `, downtime ${info.downtime} ms`;
+  return `  migrated  the ${memMiB} MiB guest (${imageMiB} MiB random, the rest zero pages): ${sentMB.toFixed(0)} MB sent in ${seconds.toFixed(2)} s${rate}${downtime} (QEMU's query-migrate)`;
+}
+
+/** The proof: sha256 of all guest RAM equal on both sides, and the random image where it was loaded. */
+async function ramArrivedIntact(o: QemuDemoOptions, src: QemuVm, dst: QemuVm, image: RandomImage, memMiB: number): Promise<boolean> {
+  const [srcHash, dstHash, dstImage] = await Promise.all([
+    src.ramHash(),
+    dst.ramHash(),
+    dst.ramHash(GUEST_LOAD_ADDR, image.size),
+  ]);
+  o.say(`  sha256 of guest RAM  source       ${srcHash}`);
+  o.say(`                       destination  ${dstHash}`);
+  if (srcHash !== dstHash) {
+    o.say("FAILED: the destination guest's memory differs from the source's");
+    return false;
+  }
+  if (dstImage !== image.sha256) {
+    o.say('FAILED: the random data is not where it was loaded in the destination guest');
+    return false;
+  }
+  o.say(`OK: the guest's memory arrived intact through both gateways (all ${memMiB} MiB identical, the random data in place)`);
+  return true;
 }
 
 async function launch(vms: QemuVm[], options: Parameters<typeof QemuVm.launch>[0]): Promise<QemuVm> {

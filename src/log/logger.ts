@@ -7,7 +7,7 @@ export type { Logger } from 'pino';
  * before serialisation, so a careless `log.info({ route })` cannot leak a
  * password or key. (Secrets are also never put into log objects on purpose.)
  */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   'password', '*.password', 'passwordFile', '*.passwordFile',
   'response', '*.response',
   'key', '*.key', 'keyPem', '*.keyPem', 'passphrase', '*.passphrase',

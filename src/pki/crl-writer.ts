@@ -6,12 +6,12 @@
 import type { KeyObject } from 'node:crypto';
 import forge from 'node-forge';
 import { VmgateError } from '../errors.js';
-import type { LoadedCa } from './ca.js';
+import type { IssuerRef } from './cert-builder.js';
 import type { CaIndex } from './ca-index.js';
 import { writeFileAtomic } from './files.js';
 import { PUBLIC_MODE } from './layout.js';
 import { BACKDATE_MS, DAY_MS, checkDays } from './validity.js';
-import { webcrypto, x509, type WebCryptoKey } from './x509-lib.js';
+import { webcrypto, x509 } from './x509-lib.js';
 
 export const CRL_NUMBER_OID = '2.5.29.20';
 
@@ -54,8 +54,20 @@ function webCryptoAlgorithm(key: KeyObject): { name: string; hash?: string; name
   }
 }
 
+/**
+ * What signing a CRL needs of a CA: ca.ts's `LoadedCa` has all of it. Named
+ * here rather than imported so that ca.ts (which writes the first CRL) and
+ * this file do not import each other.
+ */
+export interface CrlSigner {
+  paths: { crl: string };
+  certPem: string;
+  key: KeyObject;
+  issuer: Pick<IssuerRef, 'keyId'>;
+}
+
 /** Signs a CRL for `index` (incrementing its CRL number) and writes the CA's ca-crl.pem. The caller writes the index. */
-export async function writeCrl(ca: LoadedCa, index: CaIndex, days: number, now: Date): Promise<{ crlPath: string; crlNumber: number; nextUpdate: Date }> {
+export async function writeCrl(ca: CrlSigner, index: CaIndex, days: number, now: Date): Promise<{ crlPath: string; crlNumber: number; nextUpdate: Date }> {
   const lifetime = checkDays(days, 30, 'CRL lifetime');
   const crlNumber = index.crlNumber + 1;
   const nextUpdate = new Date(now.getTime() + lifetime * DAY_MS);
@@ -67,7 +79,7 @@ export async function writeCrl(ca: LoadedCa, index: CaIndex, days: number, now: 
     thisUpdate: new Date(now.getTime() - BACKDATE_MS),
     nextUpdate,
     signingAlgorithm: algorithm,
-    signingKey: signingKey as unknown as WebCryptoKey,
+    signingKey,
     extensions: [new x509.AuthorityKeyIdentifierExtension(ca.issuer.keyId), crlNumberExtension(crlNumber)],
     entries: index.issued
       .filter((e) => e.revokedAt !== undefined)

@@ -150,7 +150,7 @@ export async function publishCrl(o: { caDir: string; to: string | string[] }): P
   const crl = parseCrlPem(await readText(ca.paths.crl, 'CRL'), ca.paths.crl);
   for (const dir of dirs) {
     const caCopy = hostPaths(dir).caCert;
-    let same = false;
+    let same: boolean;
     try {
       same = new X509Certificate(readFileSync(caCopy)).raw.equals(ca.x509.raw);
     } catch (e: unknown) {

@@ -53,7 +53,7 @@ const EKU_NAMES: Record<string, string> = {
   '2.5.29.37.0': 'anyExtendedKeyUsage',
 };
 
-export function isPem(text: string): boolean {
+function isPem(text: string): boolean {
   return text.includes('-----BEGIN');
 }
 

@@ -80,7 +80,9 @@ export function planIssue(o: IssueOptions): IssuePlan {
   const commonName = checkCommonName(o.commonName);
   const kind = o.kind ?? 'host';
   if (kind !== 'host' && kind !== 'client') throw new VmgateError('pki-bad-input', `kind must be 'host' or 'client', got ${JSON.stringify(kind)}`);
-  let { dns, ips } = checkSans(o.dns, o.ips);
+  const sans = checkSans(o.dns, o.ips);
+  const ips = sans.ips;
+  let dns = sans.dns;
   if (kind === 'host' && dns.length === 0 && ips.length === 0) {
     try {
       dns = [checkDnsName(commonName)];
@@ -112,7 +114,7 @@ function checkKeyPassphrase(p: string | undefined): string | undefined {
 }
 
 /** The files an issue of `kind` writes into `outDir` that hold this host's identity. */
-export function identityFiles(outDir: string, kind: CertKind): string[] {
+function identityFiles(outDir: string, kind: CertKind): string[] {
   const h = hostPaths(outDir);
   return kind === 'host' ? [h.serverCert, h.serverKey, h.clientCert, h.clientKey] : [h.clientCert, h.clientKey];
 }
@@ -121,7 +123,7 @@ export function identityFiles(outDir: string, kind: CertKind): string[] {
 function checkCaCopy(outDir: string, caX509: X509Certificate, force: boolean | undefined): void {
   const path = hostPaths(outDir).caCert;
   if (force === true || !existsSync(path)) return;
-  let same = false;
+  let same: boolean;
   try {
     same = new X509Certificate(readFileSync(path)).raw.equals(caX509.raw);
   } catch {

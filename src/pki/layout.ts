@@ -13,7 +13,7 @@ export const HOST_FILES = {
   clientKey: 'client-key.pem',
 } as const;
 
-export const CA_FILES = {
+const CA_FILES = {
   cert: 'ca-cert.pem',
   key: 'ca-key.pem',
   crl: 'ca-crl.pem',

@@ -7,10 +7,10 @@ import 'reflect-metadata';
 import { webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
-/** The WebCrypto type @peculiar/x509 expects (the DOM lib is not loaded here). */
-export type WebCrypto = NonNullable<Parameters<typeof x509.X509CrlGenerator.create>[1]>;
-export type WebCryptoKey = x509.X509CrlCreateParams['signingKey'];
-
-x509.cryptoProvider.set(webcrypto as unknown as WebCrypto);
+// @peculiar/x509 types its provider and keys with the DOM's Crypto and
+// CryptoKey, which this project does not load (lib: ES2022), so TypeScript
+// sees those parameters as untyped and checks nothing there. Node's webcrypto
+// is the provider the library expects at run time, and its CryptoKey the key.
+x509.cryptoProvider.set(webcrypto);
 
 export { x509, webcrypto };

@@ -84,7 +84,7 @@ export function checkClient(s: TLSSocket, id: Identity): PeerIdentity {
  * means "any verified certificate" or "any authenticated user", never
  * "unauthenticated".
  */
-export function isAllowed(target: TargetConfig, peer: PeerIdentity, user: string): boolean {
+function isAllowed(target: TargetConfig, peer: PeerIdentity, user: string): boolean {
   return target.allow.some((rule) => matchesRule(rule, peer) && (rule.user === '*' || rule.user === user));
 }
 
@@ -109,7 +109,9 @@ export function authorizeOpen(targets: Map<string, TargetConfig>, name: string, 
  * clock and, as a second line, against the CRL currently loaded.
  */
 export function checkResumedPeer(cert: PeerCertificate, id: Pick<Identity, 'revocation' | 'files'>, now = Date.now()): VmgateError | undefined {
-  const who = cert.subject?.CN ?? cert.serialNumber;
+  // Node gives an array when the subject repeats CN; the text is as a template literal would print it.
+  const cn = cert.subject?.CN;
+  const who = (Array.isArray(cn) ? cn.join(',') : cn) ?? cert.serialNumber;
   if (Date.parse(cert.valid_to) <= now) {
     return new VmgateError('tls-cert-expired', `the peer certificate ${who} of this resumed TLS session expired on ${cert.valid_to}`);
   }

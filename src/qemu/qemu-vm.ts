@@ -325,7 +325,7 @@ export class QemuVm {
 }
 
 /** Streaming sha256 (hex) of a file. */
-export async function sha256File(path: string): Promise<string> {
+async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path, { highWaterMark: 4 * MiB }), hash);
   return hash.digest('hex');
@@ -364,7 +364,7 @@ export async function randomGuestImage(dir: string, sizeMiB = 256): Promise<Rand
  * comma inside a value is written as two (a path like `/tmp/a,b` would
  * otherwise end the value and start a bogus option).
  */
-export function qemuOptValue(value: string): string {
+function qemuOptValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 

@@ -47,9 +47,9 @@ export interface MigrationInfo {
 export const MIGRATION_FINAL_STATES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 
 /** A QMP line longer than this (no newline yet) ends the connection: QEMU never sends one. */
-export const QMP_MAX_LINE = 16 * 1024 * 1024;
+const QMP_MAX_LINE = 16 * 1024 * 1024;
 /** Events kept in `QmpClient.events`; older ones are dropped first. */
-export const QMP_MAX_EVENTS = 10_000;
+const QMP_MAX_EVENTS = 10_000;
 
 interface Pending {
   readonly command: string;
@@ -137,9 +137,8 @@ export class QmpClient {
   async waitForMigration(statuses: Iterable<string>, timeoutMs: number, pollMs = 50): Promise<MigrationInfo> {
     const wanted = new Set(statuses);
     const deadline = Date.now() + timeoutMs;
-    let last: MigrationInfo = {};
     for (;;) {
-      last = await this.queryMigrate();
+      const last = await this.queryMigrate();
       const status = last.status ?? 'none';
       if (wanted.has(status)) {
         // 7.2 shows total-time 0 (and a stale mbps/downtime) until the statistics are final.

@@ -45,6 +45,7 @@ export function adoptUserBuffer(socket: Socket, onread: OnReadOpts): boolean {
   const first = generator();
   internals[fields.buffer] = first;
   internals[fields.generator] = generator;
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kept as Node keeps it, so it is called exactly as for net.connect's onread
   internals[fields.callback] = onread.callback;
   handle.useUserBuffer(first);
   return true;

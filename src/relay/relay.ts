@@ -1,6 +1,6 @@
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
+import { type ErrorCode, messageOf, systemCode } from '../errors.js';
 import { abortConnection } from './abort-connection.js';
 import { READ_BUFFER_SIZES } from './buffer-sizes.js';
 import { ReusedBufferReader } from './reused-buffer-reader.js';
@@ -171,8 +171,4 @@ export class Relay {
 function codeSuffix(e: unknown): string {
   const c = systemCode(e);
   return c ? ` (${c})` : '';
-}
-
-export function relayError(r: RelayResult): VmgateError | undefined {
-  return r.cause === 'ok' ? undefined : new VmgateError(r.cause, r.message);
 }

@@ -5,10 +5,10 @@ import { PeerError, VmgateError, messageOf, type ErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { abortConnection } from '../relay/abort-connection.js';
-import { Relay, type RelayResult } from '../relay/relay.js';
+import { Relay } from '../relay/relay.js';
 import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
-import { logChannelEnd, mib } from '../session/channel-end-log.js';
+import { logChannelEnd } from '../session/channel-end-log.js';
 import type { ChannelTable } from '../session/channel-table.js';
 import { groupId } from '../util/group-id.js';
 import { listenLocal } from '../local/local-socket.js';

@@ -5,7 +5,7 @@ import type { CredentialStore } from '../auth/credential-store.js';
 import type { ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { MessageType, type AbortMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
-import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
+import { VmgateError, messageOf } from '../errors.js';
 import { HandshakeSlots } from '../handshake/handshake-slots.js';
 import { acceptOpen, serveHandshake, type ServerConnection, type ServerHandshakeDeps } from '../handshake/server.js';
 import { connectLocal } from '../local/local-socket.js';

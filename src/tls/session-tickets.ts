@@ -13,7 +13,7 @@ export const TICKET_LIFETIME_MS = 300_000;
  * way to the same peer. A burst of channels then costs one full handshake
  * and resumptions; past this, the dial goes ahead with its own full handshake.
  */
-export const TICKET_WAIT_MS = 500;
+const TICKET_WAIT_MS = 500;
 
 /** A TLS session ticket from a peer whose full handshake we verified, and what that handshake proved. */
 export interface ServerTicket {

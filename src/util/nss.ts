@@ -23,6 +23,7 @@ function run(command: string, args: string[]): Promise<{ code: number; stdout: s
     execFile(command, args, { timeout: 10_000 }, (err, stdout) => {
       if (err === null) return resolve({ code: 0, stdout });
       if (typeof err.code === 'number') return resolve({ code: err.code, stdout });
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- err is execFile's ExecFileException, an Error; the rule loses that once err.code is narrowed
       reject(err);
     });
   });

@@ -16,7 +16,7 @@ import { VmgateError, messageOf } from '../errors.js';
  * Returns the file's real path, which callers open (with O_NOFOLLOW) instead
  * of the link, so the link cannot be swapped between this check and the read.
  */
-export async function resolveInsideDir(path: string, what: string): Promise<string> {
+async function resolveInsideDir(path: string, what: string): Promise<string> {
   const dir = dirname(resolve(path));
   let realDir: string;
   let realFile: string;

@@ -55,7 +55,7 @@ export class IpcLink<Mine extends OpMap, Theirs extends OpMap, NoticeIn, NoticeO
     if (!this.connected) return Promise.reject(this.gone());
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve, reject });
       this.write({ t: 'q', id, op, args });
     });
   }

@@ -322,7 +322,7 @@ export class WorkerPool implements Daemon {
       // last known channels: onExit accounts for them.
       const known = this.workers.all();
       const kept = (w: WorkerHandle): ChannelSnapshot[] => this.cache.filter((c) => c.pid === w.pid);
-      const parts = await Promise.all(known.map((w) => (w.link.connected ? w.link.request('snapshot', null).catch(() => kept(w)) : kept(w))));
+      const parts = await Promise.all(known.map(async (w) => (w.link.connected ? await w.link.request('snapshot', null).catch(() => kept(w)) : kept(w))));
       const current = new Set(this.workers.all().map((w) => w.pid));
       this.cache = parts.flat().filter((c) => current.has(c.pid));
       const first = this.live(true)[0];

@@ -28,7 +28,7 @@ export class WorkerMetrics {
 
   /** This worker's metrics for the primary's aggregation; empty when metrics are off. */
   async json(): Promise<MetricsJson> {
-    return this.registry ? ((await this.registry.getMetricsAsJSON()) as MetricsJson) : [];
+    return this.registry ? ((await this.registry.getMetricsAsJSON())) : [];
   }
 }
 

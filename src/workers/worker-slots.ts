@@ -32,7 +32,7 @@ export class WorkerSlots {
   /** Starts a worker in every slot; resolves when all are ready, rejects with the first one's start error. */
   async startAll(): Promise<void> {
     for (let i = 0; i < this.slots.length; i += 1) this.slots[i] = this.spawn(i);
-    await Promise.all(this.slots.map((w) => w?.ready));
+    await Promise.all(this.slots.filter((w) => w !== undefined).map((w) => w.ready));
   }
 
   /** Every worker process that has not been seen to exit. */

@@ -44,7 +44,6 @@ describe('cancel while the destination QEMU is stopped', { timeout: 4 * 60_000 }
     await src.migrate(QEMU_URI);
     await waitForTransferred(src, MID_MIGRATION_BYTES, TIMEOUT_MS);
     process.kill(dst.pid, 'SIGSTOP');
-    let dstStopped = true;
     try {
       // Every buffer on the path fills; the source's migration thread blocks in a write.
       const blocked = await waitUntilSourceBlocked(src, 1_000, TIMEOUT_MS);
@@ -84,11 +83,9 @@ describe('cancel while the destination QEMU is stopped', { timeout: 4 * 60_000 }
       assert.ok(Number(a['bytesOut']) >= RELAYED_AT_LEAST, `host-a logs the bytes it had sent: ${JSON.stringify(a)}`);
       assert.ok(Number(b['bytesIn']) > 0 && Number(b['bytesIn']) <= Number(a['bytesOut']), `host-b logs what arrived of it: ${JSON.stringify(b)}`);
     } finally {
-      if (dstStopped) {
-        process.kill(dst.pid, 'SIGCONT');
-        await dst.kill();
-        dstStopped = false;
-      }
+      // Woken so that it can be killed the ordinary way.
+      process.kill(dst.pid, 'SIGCONT');
+      await dst.kill();
     }
 
     await migrateAgain(src);

@@ -76,7 +76,7 @@ describe('harness: direct QEMU-to-QEMU migration between two namespaces', { time
     await Promise.all([src.kill(), dst.kill()]);
     if (plan.mode === 'multifd') {
       // the RAM pages went over the multifd channels, not the main one
-      assert.ok(Number(ram?.['multifd-bytes'] ?? 0) >= image.size, `multifd-bytes ${ram?.['multifd-bytes']}`);
+      assert.ok(Number(ram?.['multifd-bytes'] ?? 0) >= image.size, `multifd-bytes ${String(ram?.['multifd-bytes'])}`);
     }
     if (plan.mode === 'postcopy') {
       assert.equal(result.destinationState, 'paused');

@@ -17,7 +17,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { ALPN_PROTOCOL } from '../../src/tls/identity.js';
 
 /** A connection still open after this long was accepted by the gateway (a refused one is closed at once). */
-export const HELD_MS = 400;
+const HELD_MS = 400;
 const REOPEN_DELAY_MS = 100;
 
 export interface FloodOptions {
@@ -85,10 +85,11 @@ export function startFlood(o: FloodOptions): Flood {
     get opened() {
       return opened;
     },
-    async stop() {
+    stop() {
       stopped = true;
       for (const s of [...open.keys()]) s.destroy();
       open.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -194,7 +194,7 @@ export class LibvirtDaemon {
 
   /** The last lines of the daemon's log and stderr, for failure messages. */
   async diagnostics(lines = 15): Promise<string> {
-    let log = '';
+    let log: string;
     try {
       log = (await readFile(this.logFile, 'utf8')).split('\n').slice(-lines).join('\n');
     } catch {

@@ -25,7 +25,7 @@ const MiB = 1024 * 1024;
 /** Where the payload file is, as the daemons' QEMUs see it (a bind-mounted, per-host folder). */
 export const PAYLOAD_GUEST_PATH = '/var/lib/libvirt/vmg-payload.bin';
 /** Guest-physical address the payload is loaded at (16 MiB: clear of the BIOS and low memory). */
-export const PAYLOAD_ADDR = 0x100_0000;
+const PAYLOAD_ADDR = 0x100_0000;
 /** RAM below this is left out of the hash: the idle BIOS keeps its timer tick in the BIOS data area. */
 const HASH_FROM = 1 * MiB;
 /** What SeaBIOS prints when it has finished setting up and found nothing to boot; from then on it only waits for interrupts. */
@@ -38,7 +38,7 @@ export interface PayloadDomainOptions {
 }
 
 /** Whether this machine can run KVM guests (else the domain type is "qemu": TCG). */
-export function kvmUsable(): boolean {
+function kvmUsable(): boolean {
   try {
     accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
     return true;
@@ -58,7 +58,7 @@ function debugconGuestPath(name: string): string {
  * a file so the test sees when booting is done, and no reboot loop after
  * "No bootable device" (rebootTimeout -1), so RAM above 1 MiB stays still.
  */
-export function payloadDomainXml(o: PayloadDomainOptions & { readonly kvm: boolean }): string {
+function payloadDomainXml(o: PayloadDomainOptions & { readonly kvm: boolean }): string {
   if (!/^[A-Za-z0-9_-]+$/.test(o.name)) throw new Error(`domain name must be [A-Za-z0-9_-]+, got ${JSON.stringify(o.name)}`);
   const args = [
     '-device', `loader,file=${PAYLOAD_GUEST_PATH},addr=0x${PAYLOAD_ADDR.toString(16)},force-raw=on`,
@@ -97,7 +97,7 @@ export async function createPayloadDomain(daemon: LibvirtDaemon, o: PayloadDomai
 }
 
 /** Waits until the guest's BIOS has printed "No bootable device" on its debug console. */
-export async function waitForBootDone(daemon: LibvirtDaemon, name: string, timeoutMs: number): Promise<void> {
+async function waitForBootDone(daemon: LibvirtDaemon, name: string, timeoutMs: number): Promise<void> {
   const file = join(daemon.dirs.log, `${name}.debugcon`);
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -43,7 +43,7 @@ import { randomGuestImage } from './qemu.js';
 import { requireTool } from './require-tool.js';
 
 /** The route's local port on A and the destination QEMU's port on B (one fixed port: what a route is today). */
-export const ROUTE_PORT = 49152;
+const ROUTE_PORT = 49152;
 const LOOPBACK = '127.0.0.1';
 const GATEWAY_PORT = 7443;
 const MiB = 1024 * 1024;

@@ -24,9 +24,9 @@ export { onProcessExit };
 const execFileAsync = promisify(execFile);
 
 /** Prefix of every namespace these helpers create; `leftoverNamespaces()` looks for it. */
-export const NETNS_PREFIX = 'vmg-';
+const NETNS_PREFIX = 'vmg-';
 /** Name of the veth end inside each namespace (both namespaces use the same name). */
-export const VETH_NAME = 'vmg0';
+const VETH_NAME = 'vmg0';
 
 export interface ExecResult {
   readonly stdout: string;
@@ -34,7 +34,7 @@ export interface ExecResult {
 }
 
 /** Runs `argv` inside namespace `ns` (`ip netns exec`), resolves with its output, rejects on non-zero exit. */
-export async function netnsExec(ns: string, argv: readonly string[], timeoutMs = 10_000): Promise<ExecResult> {
+async function netnsExec(ns: string, argv: readonly string[], timeoutMs = 10_000): Promise<ExecResult> {
   const { stdout, stderr } = await execFileAsync('ip', ['netns', 'exec', ns, ...argv], {
     timeout: timeoutMs,
     maxBuffer: 16 * 1024 * 1024,
@@ -47,7 +47,7 @@ export async function netnsExec(ns: string, argv: readonly string[], timeoutMs =
  * the child's pid is the program's pid. The child gets its own process group
  * (`detached`) so that a kill of `-pid` takes its whole tree.
  */
-export function netnsSpawn(ns: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
+function netnsSpawn(ns: string, argv: readonly string[], options: SpawnOptions = {}): ChildProcess {
   return spawn('ip', ['netns', 'exec', ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
 }
 
@@ -91,7 +91,7 @@ export interface NetnsPair {
 }
 
 /** Parses and checks a /30 inside 10.250.0.0/16; returns the two host addresses. */
-export function hostsOfSubnet(subnet: string): { addrA: string; addrB: string } {
+function hostsOfSubnet(subnet: string): { addrA: string; addrB: string } {
   const m = /^10\.250\.(\d{1,3})\.(\d{1,3})\/30$/.exec(subnet);
   const third = Number(m?.[1]);
   const fourth = Number(m?.[2]);
@@ -162,9 +162,10 @@ export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsP
     spawnIn: (ns, argv, spawnOptions) => netnsSpawn(ns, argv, spawnOptions),
     linkDown: () => setLink('down'),
     linkUp: () => setLink('up'),
-    destroy: async () => {
+    destroy: () => {
       destroySync();
       unregister();
+      return Promise.resolve();
     },
   };
 }

@@ -17,7 +17,7 @@ import { onProcessExit } from './netns.js';
 import { scanPcap, type PcapScan } from './pcap.js';
 
 /** Ethernet 14 + IPv4 up to 60 + TCP up to 60 leave at least 122 bytes of payload. */
-export const SNAPLEN = 256;
+const SNAPLEN = 256;
 
 /**
  * What every QEMU migration stream starts with: the magic "QEVM" and file

@@ -85,10 +85,10 @@ test('cancel-while-destination-stuck: both legs end at once on both gateways', a
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
     // Every buffer on the way fills: the source is blocked once its byte count stops moving.
-    const bytesOut = async (): Promise<number> => ((await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesOut ?? 0;
+    const bytesOut = async (): Promise<number> => ((await adminRequest(sockA, { op: 'sessions' }))['sessions'])[0]?.bytesOut ?? 0;
     await waitFor(bytesOut, { what: 'the source gateway to send a first byte' });
     await waitUntilSteady(bytesOut, 200, { what: 'the source gateway to block on the stuck destination' });
-    const sessions = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+    const sessions = (await adminRequest(sockA, { op: 'sessions' }))['sessions'];
     assert.equal(sessions.length, 1);
     const s = sessions[0] as SessionView;
     assert.ok(s.bytesOut > 0, 'the listing shows bytes moved');
@@ -158,7 +158,7 @@ test('destination-cause-reaches-the-source: a target that dies mid-stream is exp
     const client = await connectLoopback(p.routeAddress.port);
     const ended = blockedWriter(client);
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open' });
-    await waitFor(async () => ((await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[])[0]?.bytesIn, { what: 'the destination gateway to carry a first byte towards the target' });
+    await waitFor(async () => ((await adminRequest(sockB, { op: 'sessions' }))['sessions'])[0]?.bytesIn, { what: 'the destination gateway to carry a first byte towards the target' });
     target.sockets[0]?.resetAndDestroy(); // the destination QEMU crashes mid-stream
     assert.equal(await ended, 'ECONNRESET');
     const b = await logs.waitFor({ gateway: 'host-b', event: 'channel-close' });
@@ -183,7 +183,7 @@ test('reload-broken-cert: the gateway keeps its identity, says why, and new chan
     const cfg = p.b.config.file;
     const { readFile } = await import('node:fs/promises');
     const text = await readFile(cfg, 'utf8');
-    await writeFile(cfg, text.replace(/tls:\n  dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
+    await writeFile(cfg, text.replace(/tls:\n {2}dir: (.*)\n/, `tls:\n  dir: $1\n  cert: ${broken}\n`));
     const err = await p.b.reload();
     assert.equal(err?.code, 'identity-invalid');
     // The error names the file to fix; only the message carries the path.

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
+import { startLocalPair } from '../../src/demo/local-pair.js';
 import { connectLoopback, exchange, receiveAll, startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { makeTestPki } from '../helpers/pki.js';

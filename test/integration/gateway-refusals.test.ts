@@ -121,7 +121,7 @@ test('no-client-cert: a TLS client without a certificate is told tls-no-client-c
       const dec = new FrameDecoder();
       s.on('data', (d: Buffer) => {
         const [f] = dec.push(d);
-        if (f) resolve(decodeMessage(f) as { type: number; code?: unknown });
+        if (f) resolve(decodeMessage(f));
       });
       s.on('error', reject);
     });

@@ -275,7 +275,7 @@ test('cancel-across-workers: one cancel on the source ends every channel of the 
   const fromA = gwA.logs.length;
   const fromB = gwB.logs.length;
   const { clients } = await openTagged(CHANNELS);
-  const view = (await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[];
+  const view = (await adminRequest(sockA, { op: 'sessions' }))['sessions'];
   const session = view[0] as SessionView;
   assert.ok(new Set(session.channels.map((c) => c.pid)).size >= 2);
   const ended = clients.map(howItEnds);
@@ -289,7 +289,7 @@ test('cancel-across-workers: one cancel on the source ends every channel of the 
   assert.deepEqual(closesA.map((l) => l['cause']), new Array(CHANNELS).fill('cancelled'));
   assert.deepEqual(closesB.map((l) => l['cause']), new Array(CHANNELS).fill('cancelled'), 'the ABORT reached the destination channels in every worker');
   assert.ok(new Set(closesB.map((l) => l['pid'])).size >= 2);
-  const after = (await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[];
+  const after = (await adminRequest(sockB, { op: 'sessions' }))['sessions'];
   assert.deepEqual(after, []);
 });
 
@@ -356,7 +356,7 @@ test('worker-crash: killing one worker ends only its channels, with cause worker
   const status = await adminRequest(sockA, { op: 'status' });
   const workers = status['workers'] as Array<{ pid: number; channels: number }>;
   assert.equal(workers.length, 2);
-  const view = ((await adminRequest(sockA, { op: 'sessions' }))['sessions'] as SessionView[])[0] as SessionView;
+  const view = ((await adminRequest(sockA, { op: 'sessions' }))['sessions'])[0] as SessionView;
   const victim = view.channels[0]?.pid ?? -1;
   const doomed = view.channels.filter((c) => c.pid === victim).map((c) => c.channel);
   const survivors = view.channels.filter((c) => c.pid !== victim).map((c) => c.channel);
@@ -417,7 +417,7 @@ test('destination-worker-crash: killing a destination worker ends only its chann
   const fromB = gwB.logs.length;
   const { clients } = await openTagged(CHANNELS);
   const from = target.arrivals.length - CHANNELS;
-  const view = ((await adminRequest(sockB, { op: 'sessions' }))['sessions'] as SessionView[])[0] as SessionView;
+  const view = ((await adminRequest(sockB, { op: 'sessions' }))['sessions'])[0] as SessionView;
   const victim = view.channels[0]?.pid ?? -1;
   const doomed = view.channels.filter((c) => c.pid === victim).map((c) => c.channel);
   const survivors = view.channels.filter((c) => c.pid !== victim).map((c) => c.channel);

@@ -90,7 +90,7 @@ test('cli-bad-passphrase: a wrong CA passphrase exits 1 with pki-bad-passphrase'
   assertOneLineError(r, 'pki-bad-passphrase');
 });
 
-test('cli-bad-input: malformed SAN, unknown reason, missing option, bad number each exit non-zero with one coded line', async () => {
+test('cli-bad-input: malformed SAN, unknown reason, missing option, bad number each exit non-zero with one coded line', () => {
   const ca = join(root, 'ca-bad');
   assert.equal(pki('init-ca', '--dir', ca, '--cn', 'b').status, 0);
   let r = pki('issue', '--ca', ca, '--out', join(root, 'x'), '--cn', 'x', '--dns', 'bad_name');
@@ -111,7 +111,7 @@ test('cli-bad-input: malformed SAN, unknown reason, missing option, bad number e
   assertOneLineError(r, 'usage');
 });
 
-test('cli-no-overwrite: issuing twice into a dir exits 1 naming the file; --force replaces it', async () => {
+test('cli-no-overwrite: issuing twice into a dir exits 1 naming the file; --force replaces it', () => {
   const ca = join(root, 'ca-ow');
   const out = join(root, 'ow');
   assert.equal(pki('init-ca', '--dir', ca, '--cn', 'ow').status, 0);
@@ -140,7 +140,7 @@ test('cli-wrapper: certs/vmgate-pki runs the built CLI', () => {
   assert.match(r.stdout, /Usage: vmgate-pki list/);
 });
 
-test('cli-renew-and-inspect: renew prints old and new serial; inspect shows a certificate and a CRL', async () => {
+test('cli-renew-and-inspect: renew prints old and new serial; inspect shows a certificate and a CRL', () => {
   const ca = join(root, 'ca-rn');
   const out = join(root, 'rn');
   assert.equal(pki('init-ca', '--dir', ca, '--cn', 'rn').status, 0);

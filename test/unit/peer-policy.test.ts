@@ -42,8 +42,8 @@ test('the allow-list uses the same rule, and needs both the name and the user', 
   const id = identityOf(cert('host-a', 'DNS:host-a.example'));
   assert.ok(id);
   const targets = new Map<string, TargetConfig>([
-    ['incoming', { name: 'incoming', connect: { kind: 'tcp', host: '127.0.0.1', port: 49152 }, allow: [{ peer: 'HOST-A.example', user: 'migrate' }] } as TargetConfig],
-    ['any', { name: 'any', connect: { kind: 'tcp', host: '127.0.0.1', port: 49153 }, allow: [{ peer: '*', user: '*' }] } as TargetConfig],
+    ['incoming', { name: 'incoming', connect: { kind: 'tcp', host: '127.0.0.1', port: 49152 }, allow: [{ peer: 'HOST-A.example', user: 'migrate' }] }],
+    ['any', { name: 'any', connect: { kind: 'tcp', host: '127.0.0.1', port: 49153 }, allow: [{ peer: '*', user: '*' }] }],
     ['none', { name: 'none', connect: { kind: 'tcp', host: '127.0.0.1', port: 49154 }, allow: [] } as unknown as TargetConfig],
   ]);
   assert.equal(authorizeOpen(targets, 'incoming', id, 'migrate').name, 'incoming');

@@ -6,7 +6,6 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
-import forge from 'node-forge';
 import { createCa, issueCertificate, listIssued, inspectCertificate } from '../../src/pki/index.js';
 import { checkKeySpec, generateKey } from '../../src/pki/keys.js';
 import { code } from '../helpers/assert-code.js';
