@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { StatusReply } from '../daemon/daemon.js';
+import type { PeerProbeStatus } from '../route/peer-probe.js';
 import type { SessionView } from '../session/session-view.js';
 
 /**
@@ -34,3 +34,32 @@ export interface AdminReply {
 }
 
 export const MAX_ADMIN_REQUEST = 4096;
+
+/** `vmgate status`: what one gateway is doing, whatever its process model. */
+export interface RouteStatus {
+  name: string;
+  listen: string;
+  /** The verdict of the route's last peer probe (with workers: the least healthy among them). */
+  peer?: PeerProbeStatus | undefined;
+}
+
+export interface WorkerStatus {
+  pid: number;
+  channels: number;
+  uptimeS: number;
+}
+
+export interface StatusReply {
+  name: string;
+  uptimeS: number;
+  /** The TLS listener, host:port; null without a server role. */
+  server: string | null;
+  routes: RouteStatus[];
+  targets: string[];
+  channels: number;
+  sessions: number;
+  /** Our certificate; absent when no worker process is running to say. */
+  identity?: { subject: string; validTo: string } | undefined;
+  /** With `workers` > 1: each worker process. */
+  workers?: WorkerStatus[] | undefined;
+}

@@ -1,5 +1,5 @@
 import { adminRequest } from '../admin/admin-client.js';
-import type { RouteStatus, StatusReply } from '../daemon/daemon.js';
+import type { RouteStatus, StatusReply } from '../admin/admin-protocol.js';
 import type { SessionView } from '../session/session-view.js';
 import { loadConfig } from '../config/load.js';
 import { VmgateError } from '../errors.js';

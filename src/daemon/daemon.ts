@@ -1,13 +1,13 @@
 import type { ErrorCode, VmgateError } from '../errors.js';
-import type { PeerProbeStatus } from '../route/peer-probe.js';
+import type { StatusReply } from '../admin/admin-protocol.js';
 import type { SessionView } from '../session/session-view.js';
 
 /**
  * One gateway daemon as the CLI, the control socket and the signal handlers
  * see it, whether it runs in one process (daemon/gateway.ts) or as a
  * primary with worker processes (workers/primary.ts). Replies are typed
- * here once; what each request does with them is written once, in
- * daemon/control.ts.
+ * once, with the control protocol (admin/admin-protocol.ts); what each
+ * request does with them is written once, in daemon/control.ts.
  */
 export interface Daemon {
   /** What `vmgate status` shows. */
@@ -38,32 +38,4 @@ export interface Daemon {
 export interface ChannelSelector {
   session: string;
   channel?: number | undefined;
-}
-
-export interface RouteStatus {
-  name: string;
-  listen: string;
-  /** The verdict of the route's last peer probe (with workers: the least healthy among them). */
-  peer?: PeerProbeStatus | undefined;
-}
-
-export interface WorkerStatus {
-  pid: number;
-  channels: number;
-  uptimeS: number;
-}
-
-export interface StatusReply {
-  name: string;
-  uptimeS: number;
-  /** The TLS listener, host:port; null without a server role. */
-  server: string | null;
-  routes: RouteStatus[];
-  targets: string[];
-  channels: number;
-  sessions: number;
-  /** Our certificate; absent when no worker process is running to say. */
-  identity?: { subject: string; validTo: string } | undefined;
-  /** With `workers` > 1: each worker process. */
-  workers?: WorkerStatus[] | undefined;
 }

@@ -41,7 +41,7 @@ export interface CertSpec {
 
 const UTF8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
 
-export function subjectAttributes(commonName: string): forge.pki.CertificateField[] {
+function subjectAttributes(commonName: string): forge.pki.CertificateField[] {
   return [{ name: 'commonName', value: commonName, valueTagClass: UTF8 }];
 }
 

@@ -13,7 +13,7 @@ import { PUBLIC_MODE } from './layout.js';
 import { BACKDATE_MS, DAY_MS, checkDays } from './validity.js';
 import { webcrypto, x509 } from './x509-lib.js';
 
-export const CRL_NUMBER_OID = '2.5.29.20';
+const CRL_NUMBER_OID = '2.5.29.20';
 
 export const REVOCATION_REASONS = [
   'unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded',

@@ -19,17 +19,17 @@ const generate = promisify(generateKeyPair);
  */
 export const KEY_TYPES = ['ec', 'rsa', 'ed25519'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
-export const DEFAULT_KEY_TYPE: KeyType = 'ec';
+const DEFAULT_KEY_TYPE: KeyType = 'ec';
 
 /** What to generate: a key type, and for RSA its size. */
 export interface KeySpec { type: KeyType; bits?: number }
 
-export const DEFAULT_KEY_BITS = 3072;
+const DEFAULT_KEY_BITS = 3072;
 const MIN_KEY_BITS = 3072;
 const MIN_TEST_KEY_BITS = 2048;
 const MAX_KEY_BITS = 8192;
 
-export function checkKeyBits(bits: number | undefined, allowWeakKeyForTests: boolean | undefined): number {
+function checkKeyBits(bits: number | undefined, allowWeakKeyForTests: boolean | undefined): number {
   const b = bits ?? DEFAULT_KEY_BITS;
   const min = allowWeakKeyForTests === true ? MIN_TEST_KEY_BITS : MIN_KEY_BITS;
   if (!Number.isInteger(b) || b < min || b > MAX_KEY_BITS || b % 256 !== 0) {

@@ -58,7 +58,7 @@ const octal = (mode: number): string => (mode & 0o777).toString(8).padStart(4, '
  * file's group may read it when that group is exactly `shared.gid`, and
  * others still get nothing.
  */
-export function secretModeProblem(path: string, what: string, mode: number, gid: number, shared: SharedGroup | undefined): string | undefined {
+function secretModeProblem(path: string, what: string, mode: number, gid: number, shared: SharedGroup | undefined): string | undefined {
   if ((mode & 0o077) === 0) return undefined;
   const m = octal(mode);
   if (shared === undefined) {

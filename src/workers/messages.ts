@@ -1,5 +1,6 @@
 import type { ChannelSnapshot } from '../session/session-view.js';
-import type { ChannelSelector, StatusReply } from '../daemon/daemon.js';
+import type { StatusReply } from '../admin/admin-protocol.js';
+import type { ChannelSelector } from '../daemon/daemon.js';
 import type { CheckedReload } from '../daemon/reloadable.js';
 import type { ErrorCode } from '../errors.js';
 import type { EndRecord } from '../session/end-records.js';

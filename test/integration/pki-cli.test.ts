@@ -159,7 +159,7 @@ test('cli-renew-and-inspect: renew prints old and new serial; inspect shows a ce
   assert.match(crl.stdout, /CRL number\s+1/);
 });
 
-test('cli-key-types: ECDSA P-256 by default, --key-type rsa/ed25519 as asked, renew keeps the type, a size with ec is refused', async () => {
+test('cli-key-types: ECDSA P-256 by default, --key-type rsa/ed25519 as asked, renew keeps the type, a size with ec is refused', () => {
   const ca = join(root, 'ca-kt');
   assert.equal(pki('init-ca', '--dir', ca, '--cn', 'kt').status, 0);
   const inspectKey = (file: string): string => (JSON.parse(pki('inspect', '--json', file).stdout) as { publicKey: string }).publicKey;

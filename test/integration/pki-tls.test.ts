@@ -171,7 +171,7 @@ for (const keyType of ['ec', 'rsa', 'ed25519'] as const) {
       server.on('error', reject);
       server.listen(0, '127.0.0.1', () => {
         const client = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername: 'host-a', secureContext: b.clientContext, minVersion: 'TLSv1.3' });
-        client.on('error', (e) => { server.close(); reject(e); });
+        client.on('error', (e: Error) => { server.close(); reject(e); });
         client.resume();
       });
     });
