@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import 'reflect-metadata';
 import { Command, InvalidArgumentError } from 'commander';
 import { vmgateVersion } from '../metrics/build-info.js';
 import { cliFailure, commandOf } from './cli-errors.js';
-import { checkConfig } from './check-config.js';
-import { runDemo } from './demo.js';
-import { runDaemon } from './run.js';
-import { cancelSession, controlSocketPath, reloadGateway, DEFAULT_CONTROL_SOCKET, fetchSessions, fetchStatus, sessionsTable, statusText, watchSessions } from './sessions.js';
-import { addUser, listUsers, readPasswordInput, removeUser } from './users.js';
+import { controlSocketPath, DEFAULT_CONTROL_SOCKET } from './control-socket-path.js';
+
+// Each command loads its modules when it runs: `vmgate --help`, `status`,
+// `sessions` and `cancel` start without the daemon, PKI and config stacks
+// (cancel must be about as quick as QEMU's own migrate_cancel).
+const sessionsModule = (): Promise<typeof import('./sessions.js')> => import('./sessions.js');
+const usersModule = (): Promise<typeof import('./users.js')> => import('./users.js');
 
 /**
  * The only place that calls process.exit. Exit codes (cli-errors.ts,
@@ -32,7 +33,7 @@ program
   .command('run')
   .description('run the gateway daemon (logs JSON lines to stdout)')
   .requiredOption('-c, --config <file>', 'YAML config file (see docs/configuration.md)')
-  .action(async (o: { config: string }) => runDaemon(o.config));
+  .action(async (o: { config: string }) => (await import('./run.js')).runDaemon(o.config));
 
 program
   .command('check-config')
@@ -41,6 +42,7 @@ program
   .option('--peers', "also ask each route's peer whether it would open the route's target (TLS, login, allow-list; the target is not connected)")
   .option('--as <user>', "check that this user can read every file and hand sockets to each socket group (default: as root, vmgate.service's User=, with its SupplementaryGroups=; otherwise yourself)")
   .action(async (file: string, o: { peers?: boolean; as?: string }) => {
+    const { checkConfig } = await import('./check-config.js');
     const r = await checkConfig(file, { peers: o.peers === true, as: o.as });
     console.log(r.report);
     if (r.failure) throw r.failure;
@@ -55,6 +57,7 @@ users
   .option('--password-file <file>', 'read the password from this 0600 file')
   .option('--password-stdin', 'read the password from standard input')
   .action(async (user: string, o: { store: string; passwordFile?: string; passwordStdin?: boolean }) => {
+    const { addUser, readPasswordInput } = await usersModule();
     console.log(await addUser(o.store, user, await readPasswordInput(o)));
   });
 users
@@ -62,12 +65,12 @@ users
   .description('remove a user')
   .argument('<user>', 'SASL user name')
   .requiredOption('-s, --store <file>', 'credential store')
-  .action(async (user: string, o: { store: string }) => console.log(await removeUser(o.store, user)));
+  .action(async (user: string, o: { store: string }) => console.log(await (await usersModule()).removeUser(o.store, user)));
 users
   .command('list')
   .description('list user names (never passwords or hashes)')
   .requiredOption('-s, --store <file>', 'credential store')
-  .action(async (o: { store: string }) => console.log(await listUsers(o.store)));
+  .action(async (o: { store: string }) => console.log(await (await usersModule()).listUsers(o.store)));
 
 const socketOpts = (c: Command): Command =>
   c.option('--socket <path>', `control socket (default ${DEFAULT_CONTROL_SOCKET})`).option('-c, --config <file>', 'read control.socket from this gateway config');
@@ -77,6 +80,7 @@ socketOpts(program.command('sessions').description('list migration sessions with
   .option('--watch', 'poll every second: on a terminal redraw with a live rate bar per session, otherwise print one plain table per poll')
   .action(async (o: { socket?: string; config?: string; json?: boolean; watch?: boolean }) => {
     const socket = await controlSocketPath(o);
+    const { fetchSessions, sessionsTable, watchSessions } = await sessionsModule();
     if (o.watch) {
       const stop = new AbortController();
       process.once('SIGINT', () => stop.abort());
@@ -92,16 +96,17 @@ socketOpts(program.command('cancel').description('end a migration session (or on
   .argument('<session>', 'session id from `vmgate sessions`')
   .option('--channel <n>', 'only this channel', channelNumber)
   .action(async (session: string, o: { socket?: string; config?: string; channel?: number }) => {
-    console.log(await cancelSession(await controlSocketPath(o), session, o.channel));
+    console.log(await (await sessionsModule()).cancelSession(await controlSocketPath(o), session, o.channel));
   });
 
 socketOpts(program.command('reload').description('reload certificates, CRL, credentials and allow-lists, and wait for the answer (as SIGHUP, but fails when the new files are refused)'))
-  .action(async (o: { socket?: string; config?: string }) => console.log(await reloadGateway(await controlSocketPath(o))));
+  .action(async (o: { socket?: string; config?: string }) => console.log(await (await sessionsModule()).reloadGateway(await controlSocketPath(o))));
 
 socketOpts(program.command('status').description('show what a running gateway is doing'))
   .option('--json', 'print JSON (the control socket\'s status reply)')
   .action(async (o: { socket?: string; config?: string; json?: boolean }) => {
     const socket = await controlSocketPath(o);
+    const { fetchStatus, statusText } = await sessionsModule();
     console.log(o.json ? JSON.stringify(await fetchStatus(socket), null, 2) : await statusText(socket));
   });
 
@@ -112,6 +117,7 @@ program
   .option('--payload', 'stream a random payload even when QEMU is installed')
   .option('--keep', 'keep the temp directory for inspection')
   .action(async (o: { sizeMib: string; payload?: boolean; keep?: boolean }) => {
+    const { runDemo } = await import('./demo.js');
     const ok = await runDemo({ sizeMiB: Number(o.sizeMib), forcePayload: o.payload === true, keep: o.keep === true });
     if (!ok) process.exitCode = 1;
   });

@@ -1,22 +1,8 @@
 import { adminRequest } from '../admin/admin-client.js';
 import type { RouteStatus, StatusReply } from '../admin/admin-protocol.js';
 import type { SessionView } from '../session/session-view.js';
-import { loadConfig } from '../config/load.js';
-import { VmgateError } from '../errors.js';
 
 /** `vmgate sessions|cancel|status`: clients of a running gateway's control socket. */
-
-export const DEFAULT_CONTROL_SOCKET = '/run/vmgate/control.sock';
-
-export async function controlSocketPath(o: { socket?: string; config?: string }): Promise<string> {
-  if (o.socket) return o.socket;
-  if (o.config) {
-    const c = await loadConfig(o.config);
-    if (!c.control) throw new VmgateError('control-unreachable', `${c.file} sets no control.socket, so that gateway has no control socket; add control.socket to it and restart it`);
-    return c.control.socket;
-  }
-  return DEFAULT_CONTROL_SOCKET;
-}
 
 export async function fetchSessions(socket: string): Promise<SessionView[]> {
   return (await adminRequest(socket, { op: 'sessions' })).sessions;
