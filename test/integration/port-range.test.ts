@@ -74,6 +74,10 @@ async function portTarget(port: number): Promise<PortTarget> {
   return { port, server, arrivals };
 }
 
+function closeTargets(targets: readonly PortTarget[]): Promise<unknown> {
+  return Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+}
+
 /** A block of PORTS consecutive ports free on both loopback addresses, with a target listening on each. */
 async function targetsOnFreeBlock(): Promise<{ first: number; targets: PortTarget[] }> {
   for (let attempt = 0; attempt < 20; attempt += 1) {
@@ -88,7 +92,7 @@ async function targetsOnFreeBlock(): Promise<{ first: number; targets: PortTarge
       }
       return { first, targets };
     } catch {
-      await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+      await closeTargets(targets);
     }
   }
   throw new Error('no free block of ports found');
@@ -153,7 +157,7 @@ test('each port carries its own migration to the same port of the target range, 
     assert.equal(targets[1]?.arrivals.length, 0);
   } finally {
     await p.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
 
@@ -178,7 +182,7 @@ test('cancelling the migration on one port leaves the one on another port runnin
     assert.equal((await logs.waitFor({ event: 'channel-close', port: first + 1 }))['cause'], 'ok');
   } finally {
     await p.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
 
@@ -197,7 +201,7 @@ test('a route range the target range does not hold is refused with target-port-m
     assert.equal(targets[3]?.arrivals.length ?? 0, 0);
   } finally {
     await p.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
 
@@ -212,7 +216,7 @@ test('a port-range route to a single-port target is refused with target-port-mis
     assert.equal(targets[0]?.arrivals.length, 0, 'nothing reached the target');
   } finally {
     await p.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
 
@@ -250,7 +254,7 @@ test('with workers, the primary listens on every port of the range and each port
   } finally {
     await a?.stop();
     await b.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
 
@@ -278,6 +282,6 @@ test('a stalled migration on one port ends alone; the one moving on another port
     quiet.destroy();
   } finally {
     await p.stop();
-    await Promise.all(targets.map((t) => new Promise((r) => t.server.close(r))));
+    await closeTargets(targets);
   }
 });
