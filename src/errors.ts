@@ -52,8 +52,17 @@ export const ERROR_CODES = {
   'channels-full': 'server.maxChannels channels are already open',
   'report-unknown': 'the peer gateway has no record of how the asked-about channel ended',
   'report-timeout': 'the peer gateway did not say in time how a channel ended',
+  // healing: continuing a channel over a new connection (docs/protocol.md §6)
+  'heal-denied': 'a CONTINUE did not match the channel: another certificate name, SASL user or secret, or a secret already used',
+  'heal-live': "a CONTINUE named a channel whose connection is still up at the peer gateway",
+  'heal-elsewhere': 'with workers, a CONTINUE reached a worker that does not carry the channel (the source dials again)',
+  'heal-unknown': 'a CONTINUE named a channel the peer gateway does not have and has no record of',
+  'heal-counts': "the byte counts of a healing channel do not add up (more than was sent, or less than was acknowledged)",
+  'peer-restarted': 'the peer gateway restarted since the channel opened: its side of the channel is gone',
   // data phase / channel end
   'peer-reset': 'the peer gateway connection ended abnormally',
+  'link-timeout': 'nothing was heard from the peer gateway for channel.linkTimeoutMs',
+  'heal-expired': 'the link to the peer gateway did not come back within channel.healWindowMs',
   'peer-closed': 'the peer gateway closed the channel before it was opened',
   'target-closed': 'the local target ended the connection abnormally',
   'local-closed': 'the local QEMU ended the connection abnormally',

@@ -10,13 +10,20 @@ export async function fetchSessions(socket: string): Promise<SessionView[]> {
 
 export function sessionsTable(sessions: SessionView[], rates?: Map<string, number>): string {
   if (sessions.length === 0) return 'no migration in progress';
-  const rows = [['SESSION', 'ROLE', 'ROUTE/TARGET', 'PORT', 'PEER', 'CH', 'SENT', 'RECEIVED', 'RATE', 'AGE']];
+  const rows = [['SESSION', 'ROLE', 'ROUTE/TARGET', 'PORT', 'PEER', 'CH', 'STATE', 'SENT', 'RECEIVED', 'RATE', 'AGE']];
   for (const s of sessions) {
     const rate = rates?.get(s.session) ?? (Math.max(s.bytesIn, s.bytesOut) / Math.max(1, s.ageMs)) * 1000;
-    rows.push([s.session, s.role, s.target, s.port === undefined ? '-' : String(s.port), s.peer, String(s.channels.length), size(s.bytesOut), size(s.bytesIn), `${size(rate)}/s`, `${Math.round(s.ageMs / 1000)}s`]);
+    rows.push([s.session, s.role, s.target, s.port === undefined ? '-' : String(s.port), s.peer, String(s.channels.length), stateOf(s), size(s.bytesOut), size(s.bytesIn), `${size(rate)}/s`, `${Math.round(s.ageMs / 1000)}s`]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+/** A session's state in one word: `healing N` while N of its channels wait for their link to come back. */
+function stateOf(s: SessionView): string {
+  const healing = s.channels.filter((c) => c.state === 'healing').length;
+  if (healing > 0) return `healing ${healing}`;
+  return s.channels.every((c) => c.state === 'closing') ? 'closing' : 'relaying';
 }
 
 /**

@@ -7,7 +7,7 @@ export interface Config {
   tls: TlsFiles;
   server: ServerConfig | undefined;
   routes: RouteConfig[];
-  channel: { closeGraceMs: number; stallTimeoutMs: number; shutdownGraceMs: number };
+  channel: ChannelConfig;
   control: { socket: string; group: string | number | undefined } | undefined;
   /** Prometheus metrics and health endpoints; undefined when off. */
   metrics: { listen: HostPort } | undefined;
@@ -70,4 +70,17 @@ export interface RouteConfig {
   probeIntervalMs: number;
   /** Group allowed to connect to a unix `listen` socket (mode 0660); undefined: 0600. */
   socketGroup: string | number | undefined;
+}
+
+/** How channels behave in their data phase (docs/configuration.md, `channel`). */
+export interface ChannelConfig {
+  closeGraceMs: number;
+  stallTimeoutMs: number;
+  shutdownGraceMs: number;
+  /** Silence that loses a link (0: only errors and closes do). */
+  linkTimeoutMs: number;
+  /** How long a lost link may take to come back (0: no healing). */
+  healWindowMs: number;
+  replayBufferBytes: number;
+  replayBudgetBytes: number;
 }

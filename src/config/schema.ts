@@ -11,6 +11,7 @@ import { NAME_RULE } from './config-problems.js';
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/).describe(`a name of ${NAME_RULE}`);
 const path = z.string().min(1).describe('a file path');
 const ms = (min: number, max: number) => z.number().int().min(min).max(max).describe(`a whole number of milliseconds from ${min} to ${max}`);
+const bytes = (min: number, max: number) => z.number().int().min(min).max(max).describe(`a whole number of bytes from ${min} to ${max}`);
 const group = z.union([z.string().min(1), z.number().int().min(0)]).describe('a group name, or a group number (0 or more)');
 
 const allowRuleSchema = z.object({
@@ -85,7 +86,29 @@ export const configSchema = z.object({
     stallTimeoutMs: ms(0, 3_600_000).default(60_000),
     /** On SIGTERM, how long migrations in flight may run on before they are ended with cause `shutdown`. */
     shutdownGraceMs: ms(0, 3_600_000).default(30_000),
-  }).strict().default({ closeGraceMs: 5_000, stallTimeoutMs: 60_000, shutdownGraceMs: 30_000 }),
+    /** Silence from the peer gateway for this long loses a channel's link, which then heals; 0: only errors and closes do. */
+    linkTimeoutMs: ms(0, 3_600_000)
+      .refine((v) => v === 0 || v >= 2_000)
+      .describe('0 (errors and closes only), or a whole number of milliseconds from 2000 to 3600000')
+      .default(10_000),
+    /**
+     * How long a channel whose link was lost waits for it to come back
+     * (docs/configuration.md says why 16 minutes); 0: no healing, a lost link ends the channel.
+     */
+    healWindowMs: ms(0, 86_400_000).default(960_000),
+    /** Bytes one channel keeps for resending until the peer acknowledges them: its send window. */
+    replayBufferBytes: bytes(1 << 20, 1 << 30).default(16 << 20),
+    /** Bytes all channels of this gateway keep for resending, together. */
+    replayBudgetBytes: bytes(1 << 20, 64 * 2 ** 30).default(512 << 20),
+  }).strict().default({
+    closeGraceMs: 5_000,
+    stallTimeoutMs: 60_000,
+    shutdownGraceMs: 30_000,
+    linkTimeoutMs: 10_000,
+    healWindowMs: 960_000,
+    replayBufferBytes: 16 << 20,
+    replayBudgetBytes: 512 << 20,
+  }),
   control: z.object({
     /** Unix socket for `vmgate sessions|cancel|status`; never a network address. */
     socket: path,

@@ -9,8 +9,14 @@ import { z } from 'zod';
 import { type ErrorCode, isErrorCode, VmgateError } from '../errors.js';
 import { encodeFrame, type Frame } from './frame-codec.js';
 
-/** The control protocol version this build speaks; HELLO offers it, WELCOME chooses it (docs/protocol.md). */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The control protocol versions this build speaks (docs/protocol.md §1):
+ * HELLO offers them, WELCOME chooses the highest both speak. Version 2 is
+ * version 1 plus healing: the data phase in records (src/relay/records.ts),
+ * OPENED carrying the channel's secret, and CONTINUE.
+ */
+export const PLAIN_VERSION = 1;
+export const HEALING_VERSION = 2;
 
 export const MessageType = {
   HELLO: 1,
@@ -26,17 +32,21 @@ export const MessageType = {
   REPORTED: 11,
   PROBE: 12,
   PROBED: 13,
+  CONTINUE: 14,
+  CONTINUED: 15,
 } as const;
 export type MessageType = (typeof MessageType)[keyof typeof MessageType];
 
 export interface HelloMessage { type: typeof MessageType.HELLO; versions: number[] }
-export interface WelcomeMessage { type: typeof MessageType.WELCOME; version: number; mechanisms: string[] }
+/** `instance` (version 2): the server gateway's id, new at each start: a channel opened under another instance is gone. */
+export interface WelcomeMessage { type: typeof MessageType.WELCOME; version: number; mechanisms: string[]; instance?: string | undefined }
 /** `response` is the decoded SASL initial response. */
 export interface AuthMessage { type: typeof MessageType.AUTH; mechanism: string; response: Buffer }
 export interface AuthOkMessage { type: typeof MessageType.AUTH_OK; user: string }
 /** `port`: the local port the source accepted the channel on, for a target that is a port range. */
 export interface OpenMessage { type: typeof MessageType.OPEN; target: string; session: string; channel: number; port?: number | undefined }
-export interface OpenedMessage { type: typeof MessageType.OPENED }
+/** `secret` (version 2): the channel's secret, which a CONTINUE must show; only the two gateways know it. */
+export interface OpenedMessage { type: typeof MessageType.OPENED; secret?: string | undefined }
 export interface ErrorMessage { type: typeof MessageType.ERROR; code: ErrorCode; message: string }
 /** The client gateway ended these channels of its session for `code`: end yours the same way. */
 export interface AbortMessage { type: typeof MessageType.ABORT; session: string; channels: number[]; code: ErrorCode; message: string }
@@ -51,6 +61,14 @@ export interface ProbeMessage { type: typeof MessageType.PROBE; target: string; 
 /** A span of TCP ports, first to last inclusive. */
 export interface PortSpan { first: number; last: number }
 export interface ProbedMessage { type: typeof MessageType.PROBED }
+/**
+ * Version 2, from the source gateway after its connection to the channel was
+ * lost: go on with channel `channel` of `session`. `received`: payload bytes
+ * it has read from you; `ended`: your END among them.
+ */
+export interface ContinueMessage { type: typeof MessageType.CONTINUE; session: string; channel: number; secret: string; received: number; ended: boolean }
+/** The channel goes on over this connection: what the server has read, and the secret the next CONTINUE must show. */
+export interface ContinuedMessage { type: typeof MessageType.CONTINUED; received: number; ended: boolean; secret: string }
 
 export type Message =
   | HelloMessage
@@ -65,7 +83,9 @@ export type Message =
   | ReportMessage
   | ReportedMessage
   | ProbeMessage
-  | ProbedMessage;
+  | ProbedMessage
+  | ContinueMessage
+  | ContinuedMessage;
 
 export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   1: 'HELLO',
@@ -81,6 +101,8 @@ export const MESSAGE_NAMES: Readonly<Record<MessageType, string>> = {
   11: 'REPORTED',
   12: 'PROBE',
   13: 'PROBED',
+  14: 'CONTINUE',
+  15: 'CONTINUED',
 };
 
 // ---- field constraints (exported so config validation can reuse them) ----
@@ -114,6 +136,9 @@ const port = z.number().int('must be an integer').min(1024, 'must be 1024..65535
 const errorText = z.string().max(MAX_ERROR_MESSAGE_LENGTH, `must be at most ${MAX_ERROR_MESSAGE_LENGTH} characters`);
 /** Shape-checked even when unknown, so a newer peer's code can be logged safely; unknown maps to `internal`. */
 const peerCode = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be a lowercase error code of at most 64 characters');
+/** 32 random bytes, canonical base64. */
+const secret = z.string().max(44).refine((s) => isStrictBase64(s) && Buffer.from(s, 'base64').length === 32, 'must be 32 bytes in canonical base64');
+const instance = z.string().regex(/^[0-9a-f]{32}$/, 'must be exactly 32 lowercase hex digits');
 const byteCount = z.number().int('must be an integer').min(0, 'must be >= 0').max(Number.MAX_SAFE_INTEGER);
 function knownCode(code: string, message: string): { code: ErrorCode; message: string } {
   return isErrorCode(code) ? { code, message } : { code: 'internal', message: `peer error code "${code}": ${message}` };
@@ -126,6 +151,7 @@ const schemas = {
   [MessageType.WELCOME]: z.strictObject({
     version,
     mechanisms: z.array(mechanism).min(1, 'must list 1..8 mechanisms').max(8, 'must list 1..8 mechanisms'),
+    instance: instance.optional(),
   }),
   [MessageType.AUTH]: z.strictObject({
     mechanism,
@@ -144,7 +170,7 @@ const schemas = {
     channel,
     port: port.optional(),
   }),
-  [MessageType.OPENED]: z.strictObject({}),
+  [MessageType.OPENED]: z.strictObject({ secret: secret.optional() }),
   [MessageType.ERROR]: z
     .strictObject({ code: peerCode, message: errorText })
     .transform(({ code, message }) => knownCode(code, message)),
@@ -166,6 +192,8 @@ const schemas = {
     ports: z.strictObject({ first: port, last: port }).refine((p) => p.first <= p.last, 'first must not be above last').optional(),
   }),
   [MessageType.PROBED]: z.strictObject({}),
+  [MessageType.CONTINUE]: z.strictObject({ session, channel, secret, received: byteCount, ended: z.boolean() }),
+  [MessageType.CONTINUED]: z.strictObject({ received: byteCount, ended: z.boolean(), secret }),
 } as const;
 
 function isMessageType(t: number): t is MessageType {
@@ -221,7 +249,7 @@ function bodyOf(m: Message): Record<string, unknown> {
     case MessageType.HELLO:
       return { versions: m.versions };
     case MessageType.WELCOME:
-      return { version: m.version, mechanisms: m.mechanisms };
+      return { version: m.version, mechanisms: m.mechanisms, ...(m.instance === undefined ? {} : { instance: m.instance }) };
     case MessageType.AUTH:
       return { mechanism: m.mechanism, response: m.response.toString('base64') };
     case MessageType.AUTH_OK:
@@ -229,7 +257,7 @@ function bodyOf(m: Message): Record<string, unknown> {
     case MessageType.OPEN:
       return { target: m.target, session: m.session, channel: m.channel, ...(m.port === undefined ? {} : { port: m.port }) };
     case MessageType.OPENED:
-      return {};
+      return m.secret === undefined ? {} : { secret: m.secret };
     case MessageType.ERROR:
       // Error text is often built from arbitrary errors: cut it to what the peer accepts.
       return { code: m.code, message: truncate(m.message, MAX_ERROR_MESSAGE_LENGTH) };
@@ -245,6 +273,10 @@ function bodyOf(m: Message): Record<string, unknown> {
       return { target: m.target, ...(m.ports === undefined ? {} : { ports: m.ports }) };
     case MessageType.PROBED:
       return {};
+    case MessageType.CONTINUE:
+      return { session: m.session, channel: m.channel, secret: m.secret, received: m.received, ended: m.ended };
+    case MessageType.CONTINUED:
+      return { received: m.received, ended: m.ended, secret: m.secret };
   }
 }
 

@@ -1,3 +1,4 @@
+import { ReplayBudget } from '../relay/replay-buffer.js';
 import type { Server } from 'node:net';
 import { sessionViews, snapshotOf, type ChannelSnapshot, type SessionView } from '../session/session-view.js';
 import type { Config } from '../config/config.js';
@@ -176,7 +177,10 @@ export class Gateway implements Daemon {
   /** Opens the server and route listeners and the control socket; then /readyz says 200. */
   async open(): Promise<void> {
     const metrics = this.metrics?.metrics ?? NO_METRICS;
-    const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: this.config.channel.closeGraceMs, metrics };
+    const channel = this.config.channel;
+    // With workers, each process keeps its share of the gateway's replay budget.
+    const budget = new ReplayBudget(Math.max(1 << 20, Math.floor(channel.replayBudgetBytes / this.config.workers)));
+    const common = { identity: () => this.state.identity, channels: this.channels, closeGraceMs: channel.closeGraceMs, channel, budget, metrics };
     if (this.config.server) {
       this.inbound = new InboundServer({
         ...common,

@@ -37,6 +37,8 @@ export interface LocalPairOptions {
   password?: string;
   /** host-a's routes.to-b.probeIntervalMs (default: the config default); 0 keeps the path cold for tests that count logins and refusals. */
   probeIntervalMs?: number;
+  /** Given host-b's TLS port on 127.0.0.1, the loopback port host-a's route should dial instead (a test's proxy on the hop). */
+  hop?: (bPort: number) => Promise<number>;
   /** Extra keys merged into each config (tests use this to break things). */
   tweakA?: (c: Record<string, unknown>) => void;
   tweakB?: (c: Record<string, unknown>) => void;
@@ -125,7 +127,7 @@ export async function startLocalPair(o: LocalPairOptions): Promise<LocalPair> {
   let a: Gateway;
   let fileA: string;
   try {
-    fileA = await files.writeA(bPort);
+    fileA = await files.writeA(o.hop ? await o.hop(bPort) : bPort);
     a = await Gateway.start(await loadConfig(fileA), o.log.child({ gateway: 'host-a' }));
   } catch (e: unknown) {
     await b.stop();

@@ -2,7 +2,7 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { buildPlainResponse } from '../auth/sasl-plain.js';
 import { formatHostPort, type HostPort } from '../config/endpoint.js';
 import { ControlChannel } from '../control/control-channel.js';
-import { encodeMessage, MessageType, PROTOCOL_VERSION } from '../control/messages.js';
+import { encodeMessage, MessageType, type ContinuedMessage } from '../control/messages.js';
 import { VmgateError } from '../errors.js';
 import { checkServer } from '../policy/peer-policy.js';
 import { dialPeer, type PeerSocket } from '../tls/dial.js';
@@ -29,18 +29,24 @@ export interface PeerLogin {
   timeoutMs: number;
   /** The peer's TLS session tickets: later connections resume. */
   tickets: TicketCache;
+  /** Protocol versions to offer, highest first (docs/protocol.md §1). */
+  versions: readonly number[];
 }
 
 /** A connection that passed TLS, the peer policy, HELLO and SASL: ready for one request. */
 export interface ClientConnection {
   peer: PeerSocket;
   ctrl: ControlChannel;
+  /** The protocol version the peer chose: 2 heals. */
+  version: number;
+  /** The peer gateway's instance (version 2): another one after it restarted. */
+  instance: string | undefined;
   /** Stops the control-phase deadline; call once the request is answered. */
   done: () => void;
 }
 
 /** Message types after which the control phase is over: what follows is data or the end. */
-const LAST_TYPES = [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED, MessageType.PROBED] as const;
+const LAST_TYPES = [MessageType.OPENED, MessageType.ABORTED, MessageType.REPORTED, MessageType.PROBED, MessageType.CONTINUED] as const;
 
 export async function connectPeer(o: PeerLogin, signal?: AbortSignal): Promise<ClientConnection> {
   const { peer, release } = await dialVerified(o, signal);
@@ -51,15 +57,16 @@ export async function connectPeer(o: PeerLogin, signal?: AbortSignal): Promise<C
   );
   const done = (): void => clearTimeout(timer);
   try {
-    ctrl.send({ type: MessageType.HELLO, versions: [PROTOCOL_VERSION] });
+    ctrl.send({ type: MessageType.HELLO, versions: [...o.versions] });
     const welcome = await ctrl.expect(MessageType.WELCOME);
     // The server's tickets precede its first frame: any ticket is kept by now.
     release();
-    if (welcome.version !== PROTOCOL_VERSION) throw new VmgateError('version-unsupported', `the peer chose protocol version ${welcome.version}`);
+    if (!o.versions.includes(welcome.version)) throw new VmgateError('version-unsupported', `the peer chose protocol version ${welcome.version}; this gateway offered ${o.versions.join(', ')}`);
+    if (welcome.version >= 2 && welcome.instance === undefined) throw new VmgateError('protocol-violation', `the peer chose protocol version ${welcome.version} without naming its instance`);
     if (!welcome.mechanisms.includes('PLAIN')) throw new VmgateError('auth-mechanism', `the peer offers ${welcome.mechanisms.join(', ')}, not PLAIN`);
     ctrl.send({ type: MessageType.AUTH, mechanism: 'PLAIN', response: buildPlainResponse(o.user, o.password()) });
     await ctrl.expect(MessageType.AUTH_OK);
-    return { peer, ctrl, done };
+    return { peer, ctrl, done, version: welcome.version, instance: welcome.instance };
   } catch (e: unknown) {
     // A refusal may be about the session we resumed (its certificate expired since): the next dial is a full one.
     o.tickets.drop();
@@ -70,12 +77,36 @@ export async function connectPeer(o: PeerLogin, signal?: AbortSignal): Promise<C
   }
 }
 
-/** OPEN: asks the peer to connect `target` as channel `channel` of `session`; returns the data bytes that followed OPENED. */
-export async function openChannel(c: ClientConnection, target: string, session: string, channel: number, port?: number): Promise<Buffer> {
+/** OPEN: asks the peer to connect `target` as channel `channel` of `session`; returns the data bytes that followed OPENED, and the channel's secret (version 2). */
+export async function openChannel(c: ClientConnection, target: string, session: string, channel: number, port?: number): Promise<{ remainder: Buffer; secret: string | undefined }> {
   try {
     c.ctrl.send({ type: MessageType.OPEN, target, session, channel, port });
-    await c.ctrl.expect(MessageType.OPENED);
-    return c.ctrl.detach();
+    const opened = await c.ctrl.expect(MessageType.OPENED);
+    if (c.version >= 2 && opened.secret === undefined) throw new VmgateError('protocol-violation', 'the peer opened a version 2 channel without its secret');
+    return { remainder: c.ctrl.detach(), secret: opened.secret };
+  } catch (e: unknown) {
+    destroyPeer(c.peer);
+    throw e;
+  } finally {
+    c.done();
+  }
+}
+
+/** What a CONTINUE says: the channel, its current secret, and what we have read of the peer's bytes. */
+export interface ContinueRequest {
+  session: string;
+  channel: number;
+  secret: string;
+  received: number;
+  ended: boolean;
+}
+
+/** CONTINUE: asks the peer to go on with a channel over this connection; returns its CONTINUED and the data bytes that followed it. */
+export async function continueChannel(c: ClientConnection, req: ContinueRequest): Promise<{ reply: ContinuedMessage; remainder: Buffer }> {
+  try {
+    c.ctrl.send({ type: MessageType.CONTINUE, ...req });
+    const reply = await c.ctrl.expect(MessageType.CONTINUED);
+    return { reply, remainder: c.ctrl.detach() };
   } catch (e: unknown) {
     destroyPeer(c.peer);
     throw e;

@@ -4,7 +4,7 @@ import type { TLSSocket } from 'node:tls';
 import type { CredentialStore, LoginCheck } from '../auth/credential-store.js';
 import { parsePlainResponse } from '../auth/sasl-plain.js';
 import { ControlChannel } from '../control/control-channel.js';
-import { MessageType, PROTOCOL_VERSION, type AbortMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
+import { MessageType, type AbortMessage, type ContinueMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
 import { PeerError, PlainRejectedError, VmgateError, messageOf } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
@@ -27,8 +27,8 @@ import { classifyPeerError } from '../tls/tls-errors.js';
  * a handshake slot.
  */
 
-export type Request = OpenMessage | AbortMessage | ReportMessage | ProbeMessage;
-const REQUEST_TYPES = [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE] as const;
+export type Request = OpenMessage | AbortMessage | ReportMessage | ProbeMessage | ContinueMessage;
+const REQUEST_TYPES = [MessageType.OPEN, MessageType.ABORT, MessageType.REPORT, MessageType.PROBE, MessageType.CONTINUE] as const;
 
 /** A client connection after SASL: who it is, its control channel and its request. */
 export interface ServerConnection {
@@ -37,6 +37,8 @@ export interface ServerConnection {
   ctrl: ControlChannel;
   peer: PeerIdentity;
   user: string;
+  /** The protocol version chosen at WELCOME: 2 heals. */
+  version: number;
   /** How SASL accepted the user (a full scrypt run, or a recent or concurrent one of the same login). */
   login: LoginCheck['via'];
   log: Logger;
@@ -52,6 +54,10 @@ export interface ServerHandshakeDeps {
   handshakeTimeoutMs: number;
   metrics: GatewayMetrics;
   log: Logger;
+  /** Protocol versions this server speaks, highest first. */
+  versions: readonly number[];
+  /** This gateway's instance, new at each start (WELCOME of version 2). */
+  instance: string;
 }
 
 /**
@@ -88,17 +94,19 @@ export async function serveHandshake(
     log = log.child({ identity: peer.commonName });
     // HELLO / WELCOME
     const hello = await ctrl.expect(MessageType.HELLO);
-    if (!hello.versions.includes(PROTOCOL_VERSION)) {
-      throw new VmgateError('version-unsupported', `the client speaks versions ${hello.versions.join(', ')}; this gateway speaks ${PROTOCOL_VERSION}`);
+    const version = deps.versions.find((v) => hello.versions.includes(v));
+    if (version === undefined) {
+      throw new VmgateError('version-unsupported', `the client speaks versions ${hello.versions.join(', ')}; this gateway speaks ${deps.versions.join(', ')}`);
     }
-    ctrl.send({ type: MessageType.WELCOME, version: PROTOCOL_VERSION, mechanisms: ['PLAIN'] });
+    ctrl.send({ type: MessageType.WELCOME, version, mechanisms: ['PLAIN'], ...(version >= 2 ? { instance: deps.instance } : {}) });
     // SASL
     const { user, login } = await authenticate(ctrl, deps.credentials(), log);
     log = log.child({ user });
     ctrl.send({ type: MessageType.AUTH_OK, user });
     // The request
     const req = await ctrl.expectOneOf(REQUEST_TYPES);
-    conn = { s, raw, ctrl, peer, user, login, log, started, handshakeDone };
+    if (req.type === MessageType.CONTINUE && version < 2) throw new VmgateError('protocol-violation', `CONTINUE is not part of protocol version ${version}`);
+    conn = { s, raw, ctrl, peer, user, version, login, log, started, handshakeDone };
     await serve(conn, req);
   } catch (e: unknown) {
     handshakeDone();
@@ -113,10 +121,17 @@ export async function serveHandshake(
   }
 }
 
-/** OPENED: the target is connected; returns the data bytes that followed the OPEN frame. */
-export function acceptOpen(c: ServerConnection): Buffer {
+/** OPENED: the target is connected; returns the data bytes that followed the OPEN frame. `secret`: the channel's (version 2). */
+export function acceptOpen(c: ServerConnection, secret?: string): Buffer {
   c.handshakeDone();
-  c.ctrl.send({ type: MessageType.OPENED });
+  c.ctrl.send({ type: MessageType.OPENED, secret });
+  return c.ctrl.detach();
+}
+
+/** CONTINUED: the channel goes on over this connection; returns the data bytes that followed the CONTINUE frame. */
+export function acceptContinue(c: ServerConnection, received: number, ended: boolean, secret: string): Buffer {
+  c.handshakeDone();
+  c.ctrl.send({ type: MessageType.CONTINUED, received, ended, secret });
   return c.ctrl.detach();
 }
 
@@ -154,5 +169,7 @@ function refuse(ctrl: ControlChannel, s: TLSSocket, e: VmgateError): void {
  */
 function publicError(e: VmgateError): VmgateError {
   if (e.code === 'internal') return new VmgateError('internal', 'internal error on the server gateway; see its log');
+  // Which of identity, user or secret did not match is for the server's log only.
+  if (e.code === 'heal-denied') return new VmgateError('heal-denied', 'this connection may not continue that channel; see the server gateway log');
   return e;
 }

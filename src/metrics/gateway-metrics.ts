@@ -33,6 +33,12 @@ export interface GatewayMetrics {
   channelEnded(channel: ObservedChannel, outcome: Outcome): void;
   /** A route's probe of its peer succeeded (up) or not. */
   peerProbed(route: string, peer: string, up: boolean): void;
+  /** A channel lost its link to the peer gateway and began to heal. */
+  linkLost(role: Role, cause: ErrorCode): void;
+  /** A healing channel went on over a new connection, after `resentBytes` were sent again. */
+  linkHealed(role: Role, resentBytes: number): void;
+  /** A channel ended while it was healing: its link did not come back, or could not be continued. */
+  healFailed(role: Role, cause: ErrorCode): void;
 }
 
 export const NO_METRICS: GatewayMetrics = {
@@ -40,4 +46,7 @@ export const NO_METRICS: GatewayMetrics = {
   handshakeFailed: () => undefined,
   channelEnded: () => undefined,
   peerProbed: () => undefined,
+  linkLost: () => undefined,
+  linkHealed: () => undefined,
+  healFailed: () => undefined,
 };

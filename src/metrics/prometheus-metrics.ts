@@ -64,6 +64,10 @@ export class PrometheusMetrics implements GatewayMetrics {
   private readonly handshakeSeconds: Histogram<'role'>;
   private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
   private readonly peerUp: Gauge<'route' | 'peer'>;
+  private readonly linkLosses: Counter<'role' | 'cause'>;
+  private readonly heals: Counter<'role'>;
+  private readonly healFailures: Counter<'role' | 'cause'>;
+  private readonly resentBytes: Counter<'role'>;
 
   constructor(registry: Registry, channels: ChannelSource, names: MetricNames) {
     const registers = [registry];
@@ -117,8 +121,16 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
     // With workers every process probes; the peer is up only if every probe got through.
     this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer'], registers, aggregator: 'min' });
+    this.linkLosses = new Counter({ name: 'vmgate_link_losses_total', help: 'Times a channel lost its connection to the peer gateway and began to heal, by cause', labelNames: ['role', 'cause'], registers });
+    this.heals = new Counter({ name: 'vmgate_heals_total', help: 'Times a healing channel went on over a new connection', labelNames: ['role'], registers });
+    this.healFailures = new Counter({ name: 'vmgate_heal_failures_total', help: 'Channels that ended while healing, by cause (heal-expired, peer-restarted, ...)', labelNames: ['role', 'cause'], registers });
+    this.resentBytes = new Counter({ name: 'vmgate_heal_resent_bytes_total', help: 'Bytes sent again after a heal: what the peer had not received when the link was lost', labelNames: ['role'], registers });
     // Series exist from the start so rate() and increase() see the first event.
-    for (const role of ROLES) this.handshakeSeconds.zero({ role });
+    for (const role of ROLES) {
+      this.handshakeSeconds.zero({ role });
+      this.heals.inc({ role }, 0);
+      this.resentBytes.inc({ role }, 0);
+    }
     for (const p of paths) {
       this.channelsTotal.inc({ ...p, outcome: 'ok' }, 0);
       this.sessionsTotal.inc({ ...p, outcome: 'ok' }, 0);
@@ -150,6 +162,19 @@ export class PrometheusMetrics implements GatewayMetrics {
 
   peerProbed(route: string, peer: string, up: boolean): void {
     this.peerUp.set({ route, peer }, up ? 1 : 0);
+  }
+
+  linkLost(role: Role, cause: ErrorCode): void {
+    this.linkLosses.inc({ role, cause });
+  }
+
+  linkHealed(role: Role, resentBytes: number): void {
+    this.heals.inc({ role });
+    this.resentBytes.inc({ role }, resentBytes);
+  }
+
+  healFailed(role: Role, cause: ErrorCode): void {
+    this.healFailures.inc({ role, cause });
   }
 
   /** Sets the expiry gauges to the identity in use; called at start and after each successful reload. */

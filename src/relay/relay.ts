@@ -33,6 +33,24 @@ export interface RelayResult extends RelayCounters {
   cause: ErrorCode | 'ok';
   message: string;
   durationMs: number;
+  /** The peer gateway said why (an ABORT record): nothing to announce to it or to ask it. */
+  fromPeer?: boolean;
+}
+
+/**
+ * A channel's data phase as the rest of the gateway sees it: the raw relay
+ * of protocol version 1 (Relay) or the healing relay of version 2
+ * (HealingRelay, healing-relay.ts).
+ */
+export interface ChannelRelay {
+  readonly counters: RelayCounters;
+  readonly done: Promise<RelayResult>;
+  /** True once either direction has ended normally. */
+  readonly closing: boolean;
+  /** 'healing' while the hop to the peer gateway is lost and being replaced. */
+  readonly state: 'open' | 'healing';
+  /** Ends the channel now, both legs, with the given cause. Idempotent. */
+  abort(cause: ErrorCode, message: string): void;
 }
 
 export interface RelayOptions {
@@ -46,7 +64,8 @@ export interface RelayOptions {
   dataEvents?: boolean;
 }
 
-export class Relay {
+export class Relay implements ChannelRelay {
+  readonly state = 'open' as const;
   readonly counters: RelayCounters = { bytesOut: 0, bytesIn: 0 };
   readonly done: Promise<RelayResult>;
   private readonly started = Date.now();

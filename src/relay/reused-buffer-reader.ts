@@ -28,6 +28,12 @@ export interface ReadBufferSizes {
   minReadBytes: number;
   /** Reading stops while this many bytes are with the writer. */
   maxOutstandingBytes: number;
+  /**
+   * Bytes left free in front of each read and included at the start of its
+   * chunk, for the writer to put a record header in (protocol v2 DATA): the
+   * header and the payload go out in one write, with no copy.
+   */
+  headroom?: number;
 }
 
 interface Slab {
@@ -53,8 +59,10 @@ export class ReusedBufferReader {
   private fill = 0;
   private sink: ((chunk: Buffer) => boolean) | undefined;
   private onRoom: (() => void) | undefined;
+  private readonly headroom: number;
 
   constructor(private readonly sizes: ReadBufferSizes) {
+    this.headroom = sizes.headroom ?? 0;
     this.onread = {
       buffer: () => this.next(),
       callback: (nread: number) => this.deliver(nread),
@@ -86,16 +94,21 @@ export class ReusedBufferReader {
     return this.outstanding < this.sizes.maxOutstandingBytes;
   }
 
+  /** Bytes handed to the sink and not released yet. */
+  get outstandingBytes(): number {
+    return this.outstanding;
+  }
+
   /** Where the next read goes: the current buffer's unused tail, or a fresh buffer. */
   private next(): Buffer {
     let slab = this.current;
-    if (slab === undefined || slab.buf.length - this.fill < this.sizes.minReadBytes) {
+    if (slab === undefined || slab.buf.length - this.fill - this.headroom < this.sizes.minReadBytes) {
       if (slab !== undefined && slab.out === 0) this.recycle(slab.buf);
       slab = { buf: this.spare.pop() ?? Buffer.allocUnsafeSlow(this.sizes.bufferBytes), out: 0 };
       this.current = slab;
       this.fill = 0;
     }
-    return slab.buf.subarray(this.fill);
+    return slab.buf.subarray(this.fill + this.headroom);
   }
 
   /** Node read `nread` bytes into the tail that `next` gave it. */
@@ -103,12 +116,13 @@ export class ReusedBufferReader {
     const slab = this.current;
     const sink = this.sink;
     if (slab === undefined || sink === undefined) throw new Error('ReusedBufferReader: data arrived before attach()');
-    const chunk = slab.buf.subarray(this.fill, this.fill + nread);
-    this.fill += nread;
+    const length = this.headroom + nread;
+    const chunk = slab.buf.subarray(this.fill, this.fill + length);
+    this.fill += length;
     slab.out += 1;
     this.owners.push(slab);
-    this.lengths.push(nread);
-    this.outstanding += nread;
+    this.lengths.push(length);
+    this.outstanding += length;
     return sink(chunk);
   }
 

@@ -1,11 +1,15 @@
 import type { Server, Socket } from 'node:net';
-import type { RouteConfig } from '../config/config.js';
+import type { ChannelConfig, RouteConfig } from '../config/config.js';
 import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { PeerError, VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { abortConnection } from '../relay/abort-connection.js';
-import { Relay } from '../relay/relay.js';
+import { Relay, type ChannelRelay } from '../relay/relay.js';
+import { HealingRelay } from '../relay/healing-relay.js';
+import type { ReplayBudget } from '../relay/replay-buffer.js';
+import { ChannelHealer } from './channel-healer.js';
+import type { OpenedChannel } from './peer-client.js';
 import type { PeerSocket } from '../tls/dial.js';
 import type { Identity } from '../tls/identity.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
@@ -25,6 +29,10 @@ export interface RouteDeps {
   channels: ChannelTable;
   log: Logger;
   closeGraceMs: number;
+  /** Link loss and healing (channel.*). */
+  channel: ChannelConfig;
+  /** The bytes this process's channels keep for resending, together. */
+  budget: ReplayBudget;
   metrics: GatewayMetrics;
 }
 
@@ -49,7 +57,7 @@ export class Route {
 
   constructor(private readonly deps: RouteDeps) {
     this.log = deps.log.child({ route: deps.config.name });
-    this.peerClient = new PeerClient(deps.config, deps.identity, deps.password);
+    this.peerClient = new PeerClient(deps.config, deps.identity, deps.password, deps.channel.healWindowMs > 0);
     this.causes = new SourceCauses(this.peerClient);
     const cfg = deps.config;
     this.probe = new PeerProbe({
@@ -131,12 +139,13 @@ export class Route {
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
-      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
-      const relay = new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: opened.remainder });
+      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed, heals: opened.heal !== undefined }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
+      const relay = this.relayFor(local, opened, session, channel, log);
       const owner = peer.serverCert.fingerprint256;
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner, port });
       const result = await relay.done;
       this.deps.channels.remove(entry);
+      if (relay.state === 'healing' && result.cause !== 'ok') this.deps.metrics.healFailed('route', result.cause);
       const final = await this.causes.afterEnd(session, channel, result, log);
       logChannelEnd(log, final);
       this.deps.metrics.channelEnded(entry, final.cause);
@@ -152,6 +161,26 @@ export class Route {
         peer.raw.destroy();
       }
     }
+  }
+
+  /** The channel's data phase: one that heals when the peer speaks version 2, else the raw relay of version 1. */
+  private relayFor(local: Socket, opened: OpenedChannel, session: string, channel: number, log: Logger): ChannelRelay {
+    const { peer, remainder, heal } = opened;
+    if (heal === undefined) return new Relay(local, peer.tls, peer.raw, { localCause: 'local-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
+    const ch = this.deps.channel;
+    const relay: HealingRelay = new HealingRelay(local, {
+      localCause: 'local-closed',
+      names: { local: 'QEMU', peer: 'destination' },
+      closeGraceMs: this.deps.closeGraceMs,
+      linkTimeoutMs: ch.linkTimeoutMs,
+      healWindowMs: ch.healWindowMs,
+      replayBufferBytes: ch.replayBufferBytes,
+      budget: this.deps.budget,
+      onLinkLost: (cause, message) => healer.lost(cause, message),
+    });
+    const healer = new ChannelHealer({ peer: this.peerClient, relay, session, channel, ...heal, log, metrics: this.deps.metrics });
+    relay.start({ tls: peer.tls, raw: peer.raw }, remainder);
+    return relay;
   }
 
   /**

@@ -2,19 +2,23 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { createServer, type SecureContextOptions, type Server, type TLSSocket } from 'node:tls';
 import type { CredentialStore } from '../auth/credential-store.js';
-import type { ServerConfig, TargetConfig } from '../config/config.js';
-import { formatEndpoint, formatHostPort } from '../config/endpoint.js';
-import { MessageType, type AbortMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
+import type { ChannelConfig, ServerConfig, TargetConfig } from '../config/config.js';
+import { formatEndpoint, formatHostPort, type LocalEndpoint } from '../config/endpoint.js';
+import { HEALING_VERSION, MessageType, PLAIN_VERSION, type AbortMessage, type ContinueMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { HandshakeSlots } from '../handshake/handshake-slots.js';
-import { acceptOpen, serveHandshake, type ServerConnection, type ServerHandshakeDeps } from '../handshake/server.js';
+import { acceptContinue, acceptOpen, serveHandshake, type ServerConnection, type ServerHandshakeDeps } from '../handshake/server.js';
 import { connectLocal } from '../local/local-socket.js';
 import { LogThrottle } from '../log/log-throttle.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { authorizeOpen } from '../policy/peer-policy.js';
 import { checkPorts, targetEndpoint } from './target-ports.js';
-import { Relay, type RelayResult } from '../relay/relay.js';
+import { Relay, type ChannelRelay, type RelayResult } from '../relay/relay.js';
+import { HealingRelay } from '../relay/healing-relay.js';
+import type { ReplayBudget } from '../relay/replay-buffer.js';
+import { ContinuableChannels } from './continuable-channels.js';
+import { gatewayInstance } from './gateway-instance.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
 import { SessionOrder, type ChannelOrder } from '../session/session-order.js';
 import type { ChannelTable } from '../session/channel-table.js';
@@ -32,6 +36,10 @@ export interface InboundDeps {
   channels: ChannelTable;
   log: Logger;
   closeGraceMs: number;
+  /** Link loss and healing (channel.*). */
+  channel: ChannelConfig;
+  /** The bytes this process's channels keep for resending, together. */
+  budget: ReplayBudget;
   metrics: GatewayMetrics;
   /** Who keeps channel order; default: a SessionOrder of this server. */
   order?: ChannelOrder;
@@ -62,11 +70,21 @@ export class InboundServer {
 
   private readonly handshakeDeps: ServerHandshakeDeps;
   private readonly notices: PeerNotices;
+  private readonly continuable = new ContinuableChannels();
 
   constructor(private readonly deps: InboundDeps) {
     this.causes = new DestinationCauses(deps.channels);
     this.notices = deps.notices ?? this.causes.local();
-    this.handshakeDeps = { identity: deps.identity, credentials: deps.credentials, handshakeTimeoutMs: deps.config.handshakeTimeoutMs, metrics: deps.metrics, log: deps.log };
+    this.handshakeDeps = {
+      identity: deps.identity,
+      credentials: deps.credentials,
+      handshakeTimeoutMs: deps.config.handshakeTimeoutMs,
+      metrics: deps.metrics,
+      log: deps.log,
+      // Without a heal window, channels are version 1: nothing to continue.
+      versions: deps.channel.healWindowMs > 0 ? [HEALING_VERSION, PLAIN_VERSION] : [PLAIN_VERSION],
+      instance: gatewayInstance(),
+    };
     if (deps.order) {
       this.order = deps.order;
       this.ownOrder = undefined;
@@ -208,6 +226,8 @@ export class InboundServer {
           return this.report(c, req);
         case MessageType.PROBE:
           return this.probe(c, req);
+        case MessageType.CONTINUE:
+          return this.continueChannel(c, req);
       }
     });
   }
@@ -233,18 +253,73 @@ export class InboundServer {
       this.order.release(owner, open.session, open.channel);
     }
     this.deps.metrics.handshakeSucceeded('server', Date.now() - c.started);
-    const remainder = acceptOpen(c);
-    log.info({ event: 'channel-open', connect: formatEndpoint(connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
+    const entryOf = (relay: ChannelRelay) => ({ relay, role: 'server' as const, session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner, port: open.port });
+    let relay: ChannelRelay;
+    let entry;
+    if (c.version >= HEALING_VERSION) {
+      const healing = this.healingRelay(local, connect, log);
+      entry = this.deps.channels.add(entryOf(healing));
+      relay = healing;
+      healing.start({ tls: c.s, raw: c.raw }, acceptOpen(c, this.continuable.add(entry, healing, c)));
+    } else {
+      relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: acceptOpen(c) });
+      entry = this.deps.channels.add(entryOf(relay));
+    }
+    log.info({ event: 'channel-open', connect: formatEndpoint(connect), setupMs: Date.now() - c.started, tlsResumed: c.s.isSessionReused(), login: c.login, version: c.version }, `channel ${open.channel} of session ${open.session} open to target ${target.name}`);
     this.relaying.add(c.raw);
-    const relay = new Relay(local, c.s, c.raw, { localCause: 'target-closed', closeGraceMs: this.deps.closeGraceMs, initialFromPeer: remainder });
-    const entry = this.deps.channels.add({ relay, role: 'server', session: open.session, channel: open.channel, target: target.name, peer: c.peer.commonName, owner, port: open.port });
     let result: RelayResult = await relay.done;
     this.deps.channels.remove(entry);
+    this.continuable.remove(entry);
+    if (relay.state === 'healing' && result.cause !== 'ok') this.deps.metrics.healFailed('server', result.cause);
     this.order.closed(owner, open.session);
-    if (result.cause === 'target-closed') result = { ...result, message: `target ${formatEndpoint(connect)}: ${result.message}` };
+    if (result.cause === 'target-closed' && relay instanceof Relay) result = { ...result, message: `target ${formatEndpoint(connect)}: ${result.message}` };
     result = await this.causes.afterEnd(owner, open.session, open.channel, result);
     logChannelEnd(log, result);
     this.deps.metrics.channelEnded(entry, result.cause);
+  }
+
+  /** A version 2 channel's relay; started once OPENED is sent (the channel must be in the table, and continuable, first). */
+  private healingRelay(local: Socket, connect: LocalEndpoint, log: Logger): HealingRelay {
+    const ch = this.deps.channel;
+    const relay: HealingRelay = new HealingRelay(local, {
+      localCause: 'target-closed',
+      names: { local: `target ${formatEndpoint(connect)}`, peer: 'source gateway' },
+      closeGraceMs: this.deps.closeGraceMs,
+      linkTimeoutMs: ch.linkTimeoutMs,
+      healWindowMs: ch.healWindowMs,
+      replayBufferBytes: ch.replayBufferBytes,
+      budget: this.deps.budget,
+      onLinkLost: (cause, message) => {
+        const { bytesIn, bytesOut } = relay.counters;
+        log.warn({ event: 'link-lost', cause, bytesIn, bytesOut, healWindowMs: ch.healWindowMs }, `link to the source gateway lost (${cause}): ${message}; the target's connection stays open while the source gateway has ${Math.round(ch.healWindowMs / 1000)} s to continue the channel`);
+        this.deps.metrics.linkLost('server', cause);
+      },
+    });
+    return relay;
+  }
+
+  /**
+   * CONTINUE (version 2): the source gateway lost its connection for a
+   * channel and has made a new one (TLS and SASL passed again). Authorized
+   * by ContinuableChannels; every refusal changes nothing. The channel then
+   * goes on over this connection from the counts both sides give.
+   */
+  private async continueChannel(c: ServerConnection, req: ContinueMessage): Promise<void> {
+    c.log = c.log.child({ session: req.session, channel: req.channel });
+    const entry = this.deps.channels.list().find((e) => e.role === 'server' && e.session === req.session && e.channel === req.channel);
+    if (!entry) {
+      const ended = await this.notices.report(c.peer.fingerprint256, req.session, req.channel);
+      if (ended && ended.cause !== 'ok') throw new VmgateError(ended.cause, `channel ${req.channel} of session ${req.session} already ended on this gateway: ${ended.message}`);
+      if (this.deps.notices) throw new VmgateError('heal-elsewhere', `channel ${req.channel} of session ${req.session} is not carried by worker ${process.pid}; dial again`);
+      throw new VmgateError('heal-unknown', `no channel ${req.channel} of session ${req.session} on this gateway${ended ? ' (it ended normally)' : ''}`);
+    }
+    const { relay, secret } = this.continuable.authorize(entry, c, req);
+    const { bytes, ended } = relay.received;
+    const remainder = acceptContinue(c, bytes, ended, secret);
+    this.relaying.add(c.raw);
+    const healed = relay.resume({ tls: c.s, raw: c.raw }, req.received, req.ended, remainder);
+    c.log.info({ event: 'link-healed', outageMs: healed.outageMs, resentBytes: healed.resentBytes, tlsResumed: c.s.isSessionReused() }, `channel ${req.channel} of session ${req.session} continued by the source gateway after ${(healed.outageMs / 1000).toFixed(1)} s; resent ${healed.resentBytes} bytes`);
+    this.deps.metrics.linkHealed('server', healed.resentBytes);
   }
 
   /** ABORT: the client gateway ended these channels; end ours the same way, at once. */

@@ -39,7 +39,8 @@ export class SourceCauses {
 
   /** The result to log for a channel that ended with `r`. */
   async afterEnd(session: string, channel: number, r: RelayResult, log: Logger): Promise<RelayResult> {
-    if (r.cause === 'ok') return r;
+    // An ABORT record from the peer already said why, and the peer knows.
+    if (r.cause === 'ok' || r.fromPeer === true) return r;
     if (r.cause !== 'peer-reset') {
       this.announce(session, channel, r.cause, r.message, log);
       return r;

@@ -1,9 +1,9 @@
 import type { ErrorCode } from '../errors.js';
-import type { Relay } from '../relay/relay.js';
+import type { ChannelRelay } from '../relay/relay.js';
 
 /** One channel in its data phase, as the control surface and shutdown see it. */
 export interface ChannelEntry {
-  relay: Relay;
+  relay: ChannelRelay;
   role: 'route' | 'server';
   session: string;
   channel: number;

@@ -9,13 +9,15 @@ export type ChannelSnapshot = Omit<ChannelEntry, 'relay'> & {
   bytesIn: number;
   bytesOut: number;
   closing: boolean;
+  /** The link to the peer gateway is lost and being replaced. */
+  healing: boolean;
   /** The process that carries the channel (a worker when `workers` > 1). */
   pid: number;
 };
 
 export function snapshotOf(e: ChannelEntry): ChannelSnapshot {
   const { relay, ...rest } = e;
-  return { ...rest, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut, closing: relay.closing, pid: process.pid };
+  return { ...rest, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut, closing: relay.closing, healing: relay.state === 'healing', pid: process.pid };
 }
 
 /** What `vmgate sessions` shows: one entry per migration session, with its channels. */
@@ -38,7 +40,7 @@ export interface ChannelView {
   bytesIn: number;
   bytesOut: number;
   ageMs: number;
-  state: 'relaying' | 'closing';
+  state: 'relaying' | 'closing' | 'healing';
   /** The process that carries the channel. */
   pid: number;
 }
@@ -55,7 +57,7 @@ export function sessionViews(channels: ChannelSnapshot[], now = Date.now()): Ses
     v.bytesIn += e.bytesIn;
     v.bytesOut += e.bytesOut;
     v.ageMs = Math.max(v.ageMs, now - e.startedAt);
-    v.channels.push({ channel: e.channel, bytesIn: e.bytesIn, bytesOut: e.bytesOut, ageMs: now - e.startedAt, state: e.closing ? 'closing' : 'relaying', pid: e.pid });
+    v.channels.push({ channel: e.channel, bytesIn: e.bytesIn, bytesOut: e.bytesOut, ageMs: now - e.startedAt, state: e.healing ? 'healing' : e.closing ? 'closing' : 'relaying', pid: e.pid });
   }
   for (const v of byKey.values()) v.channels.sort((a, b) => a.channel - b.channel);
   return [...byKey.values()].sort((a, b) => b.ageMs - a.ageMs);

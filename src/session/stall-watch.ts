@@ -46,14 +46,17 @@ export class StallWatch {
   private check(): void {
     const now = Date.now();
     const totals = new Map<string, number>();
+    const healing = new Set<string>();
     for (const e of this.subject.snapshot()) {
       const key = `${e.role}/${e.session}`;
       totals.set(key, (totals.get(key) ?? 0) + e.bytesIn + e.bytesOut);
+      if (e.healing) healing.add(key);
     }
     for (const key of this.progress.keys()) if (!totals.has(key)) this.progress.delete(key);
     for (const [key, bytes] of totals) {
       const p = this.progress.get(key);
-      if (!p || p.bytes !== bytes) {
+      // A healing session waits for its link, not for QEMU: its time starts again once the link is back.
+      if (!p || p.bytes !== bytes || healing.has(key)) {
         this.progress.set(key, { bytes, since: now });
         continue;
       }

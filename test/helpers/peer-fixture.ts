@@ -5,6 +5,8 @@
  * GatewayMetrics that records what it was told (a mock of a collaborator;
  * TLS, SASL and the sockets are real, on loopback).
  */
+import { ReplayBudget } from '../../src/relay/replay-buffer.js';
+import type { ChannelConfig } from '../../src/config/config.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -57,7 +59,10 @@ export type MetricsEvent =
   | { kind: 'handshakeSucceeded'; role: Role }
   | { kind: 'handshakeFailed'; role: Role; cause: ErrorCode }
   | { kind: 'channelEnded'; channel: ObservedChannel; outcome: Outcome }
-  | { kind: 'peerProbed'; up: boolean };
+  | { kind: 'peerProbed'; up: boolean }
+  | { kind: 'linkLost'; role: Role; cause: ErrorCode }
+  | { kind: 'linkHealed'; role: Role; resentBytes: number }
+  | { kind: 'healFailed'; role: Role; cause: ErrorCode };
 
 /** GatewayMetrics that keep every event and let a test wait for one. */
 export class RecordingMetrics implements GatewayMetrics {
@@ -78,6 +83,18 @@ export class RecordingMetrics implements GatewayMetrics {
 
   peerProbed(_route: string, _peer: string, up: boolean): void {
     this.push({ kind: 'peerProbed', up });
+  }
+
+  linkLost(role: Role, cause: ErrorCode): void {
+    this.push({ kind: 'linkLost', role, cause });
+  }
+
+  linkHealed(role: Role, resentBytes: number): void {
+    this.push({ kind: 'linkHealed', role, resentBytes });
+  }
+
+  healFailed(role: Role, cause: ErrorCode): void {
+    this.push({ kind: 'healFailed', role, cause });
   }
 
   /** Causes of the handshakes that failed in `role`, in order. */
@@ -239,6 +256,8 @@ export async function startInbound(o: InboundOptions): Promise<InboundFixture> {
     channels,
     log: logs.log,
     closeGraceMs: 1_000,
+    channel: testChannelConfig(),
+    budget: new ReplayBudget(64 << 20),
     metrics,
     ...o.deps,
   });
@@ -256,4 +275,9 @@ export async function startInbound(o: InboundOptions): Promise<InboundFixture> {
       return server.close();
     },
   };
+}
+
+/** The channel section of a config as the defaults make it, with `over` on top. */
+export function testChannelConfig(over: Partial<ChannelConfig> = {}): ChannelConfig {
+  return { closeGraceMs: 1_000, stallTimeoutMs: 60_000, shutdownGraceMs: 30_000, linkTimeoutMs: 10_000, healWindowMs: 960_000, replayBufferBytes: 16 << 20, replayBudgetBytes: 512 << 20, ...over };
 }

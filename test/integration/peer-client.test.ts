@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { createServer, type TLSSocket } from 'node:tls';
 import { ControlChannel } from '../../src/control/control-channel.js';
 import { PeerError } from '../../src/errors.js';
-import { encodeMessage, MessageType, PROTOCOL_VERSION } from '../../src/control/messages.js';
+import { encodeMessage, MessageType, PLAIN_VERSION } from '../../src/control/messages.js';
 import { destroyPeer } from '../../src/handshake/client.js';
 import { PeerClient } from '../../src/route/peer-client.js';
 import type { Identity } from '../../src/tls/identity.js';
@@ -37,9 +37,10 @@ after(async () => {
   await pki.remove();
 });
 
+/** A client that offers protocol version 1 only, so a test can write raw bytes on the channel it opens (version 2 frames them: test/integration/heal-*.test.ts). */
 function client(o: { password?: string; target?: string } = {}): PeerClient {
   const password = o.password ?? b.password;
-  return new PeerClient(routeConfig(b.port, o.target === undefined ? {} : { target: o.target }), () => clientId, () => password);
+  return new PeerClient(routeConfig(b.port, o.target === undefined ? {} : { target: o.target }), () => clientId, () => password, false);
 }
 
 const session = (): string => randomBytes(16).toString('hex');
@@ -71,7 +72,7 @@ test('open: data bytes that arrive in the same record right behind OPENED are re
     const ctrl = new ControlChannel(s, classifyPeerError, [MessageType.OPEN]);
     void (async () => {
       await ctrl.expect(MessageType.HELLO);
-      ctrl.send({ type: MessageType.WELCOME, version: PROTOCOL_VERSION, mechanisms: ['PLAIN'] });
+      ctrl.send({ type: MessageType.WELCOME, version: PLAIN_VERSION, mechanisms: ['PLAIN'] });
       await ctrl.expect(MessageType.AUTH);
       ctrl.send({ type: MessageType.AUTH_OK, user: USER });
       await ctrl.expect(MessageType.OPEN);

@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Route } from '../../src/route/route.js';
+import { ReplayBudget } from '../../src/relay/replay-buffer.js';
 import { ChannelTable, type ChannelEntry } from '../../src/session/channel-table.js';
 import type { Identity } from '../../src/tls/identity.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
-import { heldTarget, identityOf, makePeerPki, nextChannel, RecordingMetrics, routeConfig, startInbound, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
+import { heldTarget, identityOf, makePeerPki, nextChannel, RecordingMetrics, routeConfig, testChannelConfig, startInbound, type HeldTarget, type InboundFixture } from '../helpers/peer-fixture.js';
 
 let pki: Awaited<ReturnType<typeof makePeerPki>>;
 let hostA: Identity;
@@ -47,7 +48,7 @@ async function startRoute(password = b.password): Promise<RouteFixture> {
   const channels = new ChannelTable();
   const metrics = new RecordingMetrics();
   const logs = captureLogs('debug');
-  const route = new Route({ config: routeConfig(b.port), password: () => password, identity: () => hostA, channels, log: logs.log, closeGraceMs: 1_000, metrics });
+  const route = new Route({ config: routeConfig(b.port), password: () => password, identity: () => hostA, channels, log: logs.log, closeGraceMs: 1_000, channel: testChannelConfig(), budget: new ReplayBudget(64 << 20), metrics });
   await route.listen();
   const accepted: Socket[] = [];
   // The listeners are private (one per port of a range; one here); the sockets they accept are what "nothing was read" is about.

@@ -51,8 +51,18 @@ test('auth-response-decoded-to-buffer', () => {
 
 test('unknown-type-protocol-violation', () => {
   rejects(0, {}, 'protocol-violation');
-  rejects(14, {}, 'protocol-violation');
+  rejects(16, {}, 'protocol-violation');
   rejects(255, {}, 'protocol-violation');
+});
+
+test('continue-fields-checked', () => {
+  const ok = { session: 'a'.repeat(32), channel: 0, secret: Buffer.alloc(32, 1).toString('base64'), received: 0, ended: false };
+  rejects(14, { ...ok, secret: Buffer.alloc(31).toString('base64') }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, received: -1 }, 'frame-malformed', 'received');
+  rejects(14, { ...ok, ended: 'yes' }, 'frame-malformed', 'ended');
+  rejects(14, { ...ok, extra: 1 }, 'frame-malformed', 'extra');
+  rejects(15, { received: 0, ended: false }, 'frame-malformed', 'secret');
+  rejects(2, { version: 2, mechanisms: ['PLAIN'], instance: 'not-hex' }, 'frame-malformed', 'instance');
 });
 
 test('probe-target-checked-like-open', () => {

@@ -17,7 +17,7 @@ afterEach(() => mock.timers.reset());
 function channel(session: string, channel: number, bytes = 0, role: 'route' | 'server' = 'server'): ChannelSnapshot {
   return {
     role, session, channel, target: 't', peer: 'peer', owner: 'owner', startedAt: 0,
-    bytesIn: bytes, bytesOut: 0, closing: false, pid: process.pid,
+    bytesIn: bytes, bytesOut: 0, closing: false, healing: false, pid: process.pid,
   };
 }
 
@@ -173,4 +173,23 @@ test('stop-ends-the-checks', () => {
   watch.stop();
   advance(10 * TIMEOUT_MS);
   assert.equal(s.ended.length, 0);
+});
+
+test('a-healing-session-is-never-stalled-and-its-time-starts-again-once-healed', () => {
+  const logs = captureLogs('info');
+  const c = channel('s1', 0, 100);
+  c.healing = true;
+  const s = subject([c]);
+  const watch = new StallWatch(s, TIMEOUT_MS, logs.log);
+  try {
+    advance(4 * TIMEOUT_MS);
+    assert.equal(s.ended.length, 0, 'no bytes for 8 s, but the link is healing: not a stall');
+    c.healing = false; // healed, and then nothing moves
+    advance(TIMEOUT_MS - CHECK_MS);
+    assert.equal(s.ended.length, 0, 'the timeout counts from the heal, not from the last byte');
+    advance(2 * CHECK_MS);
+    assert.equal(s.ended.length, 1, 'a healed link that moves nothing is a stall');
+  } finally {
+    watch.stop();
+  }
 });

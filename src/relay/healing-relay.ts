@@ -1,0 +1,467 @@
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
+import { abortConnection } from './abort-connection.js';
+import { READ_BUFFER_SIZES } from './buffer-sizes.js';
+import { DATA_HEADER_BYTES, END_RECORD, RecordParser, abortRecord, ackRecord, dataHeader, writeDataHeader } from './records.js';
+import type { ChannelRelay, RelayCounters, RelayResult } from './relay.js';
+import { type ReplayBudget, ReplayBuffer } from './replay-buffer.js';
+import { ReusedBufferReader } from './reused-buffer-reader.js';
+
+/**
+ * The data phase of one channel in protocol version 2 (docs/protocol.md §5):
+ * the local QEMU leg stays for the channel's whole life, and the hop to the
+ * peer gateway (TLS) can be lost and replaced without QEMU noticing.
+ *
+ * - QEMU's bytes go out in DATA records and are kept (ReplayBuffer) until
+ *   the peer acknowledges them; reading QEMU stops while the channel or the
+ *   gateway keeps its limit, so memory is bounded and nothing sent is lost.
+ * - A hop is lost on a TCP error or reset, a close without the END records
+ *   both ways, or silence from the peer for `linkTimeoutMs` while we read it
+ *   (each side sends an ACK as keepalive when it has written nothing for
+ *   KEEPALIVE_MS). Then the channel is `healing`: QEMU's socket stays open
+ *   and unread, the window (`healWindowMs`) starts, and the owner is told
+ *   (the route dials again; the server waits for a CONTINUE).
+ * - `resume` takes a new hop and the byte count the peer has: what it lacks
+ *   is written again, and the stream goes on byte for byte both ways.
+ * - A normal end is an END record each way, each acknowledged; any other end
+ *   is an ABORT record with its cause, so the peer ends with the same cause.
+ */
+
+export interface Hop {
+  tls: TLSSocket;
+  /** The TCP socket under `tls`, for a reset. */
+  raw: Socket;
+}
+
+export interface HealingRelayOptions {
+  /** Cause to report when the local leg fails: 'local-closed' on a route, 'target-closed' on a server. */
+  localCause: ErrorCode;
+  /** How messages name the local leg (`target tcp:...` on a server) and the peer gateway (`destination`, `source gateway`). */
+  names: { local: string; peer: string };
+  closeGraceMs: number;
+  /** Silence from a hop we read for this long loses it; 0: only errors and closes do. */
+  linkTimeoutMs: number;
+  /** How long a lost hop may take to come back before the channel ends with `heal-expired`. */
+  healWindowMs: number;
+  /** The most bytes this channel keeps for resending (its send window). */
+  replayBufferBytes: number;
+  budget: ReplayBudget;
+  /** Read both legs with 'data' events, as on a Node where reused buffers cannot be adopted (tests). */
+  dataEvents?: boolean;
+  /** The hop was lost and the channel is healing. */
+  onLinkLost: (cause: ErrorCode, message: string) => void;
+}
+
+/** Bytes received between ACKs on a busy hop. */
+const ACK_EVERY_BYTES = 1 << 20;
+/** An ACK follows received data within this long when no ACK_EVERY_BYTES boundary came. */
+const ACK_DELAY_MS = 200;
+/** A hop we have written nothing to for this long gets an ACK as keepalive. */
+const KEEPALIVE_MS = 500;
+
+export class HealingRelay implements ChannelRelay {
+  readonly counters: RelayCounters = { bytesOut: 0, bytesIn: 0 };
+  readonly done: Promise<RelayResult>;
+  state: 'open' | 'healing' = 'open';
+  /** Hops replaced so far, and payload bytes written again on them. */
+  heals = 0;
+  resentBytes = 0;
+  /** When the current outage began (state 'healing'). */
+  lostAt = 0;
+  private settle!: (r: RelayResult) => void;
+  private readonly started = Date.now();
+  private readonly replay: ReplayBuffer;
+  private readonly localReader: ReusedBufferReader;
+  private hop: Hop | undefined;
+  /** The current hop's reader, to resume it. */
+  private hopReader: ReusedBufferReader | undefined;
+  private finished = false;
+  private completing = false;
+  /** The hop's writer is full: stop reading QEMU until it drains. */
+  private waitingDrain = false;
+  /** QEMU's socket has a full write buffer: stop reading the hop until it drains. */
+  private localFull = false;
+  /** We stopped reading the hop (QEMU is slow): its silence says nothing about the link. */
+  private hopPaused = false;
+  /** QEMU ended its side: END is owed to the peer. */
+  private localEnded = false;
+  /** The peer has acknowledged our END. */
+  private endAcked = false;
+  /** The peer's END has been read. */
+  private peerEnded = false;
+  private ackedIn = 0;
+  /**
+   * A record has come from the peer on this channel: it knows the channel is
+   * open. Until then a lost hop is not healed: the peer may never have got
+   * OPENED, and nobody would come to continue it.
+   */
+  private heardFromPeer = false;
+  private lastHeard = Date.now();
+  private lastWritten = Date.now();
+  private ackTimer: NodeJS.Timeout | undefined;
+  private healTimer: NodeJS.Timeout | undefined;
+  private graceTimer: NodeJS.Timeout | undefined;
+  private readonly linkTimer: NodeJS.Timeout;
+  private readonly unsubscribeBudget: () => void;
+
+  /** Call `start` with the first hop: the relay exists (and can be found and aborted) before the control phase ends. */
+  constructor(
+    private readonly local: Socket,
+    private readonly opts: HealingRelayOptions,
+  ) {
+    this.done = new Promise((resolve) => {
+      this.settle = resolve;
+    });
+    this.replay = new ReplayBuffer(opts.budget);
+    this.unsubscribeBudget = opts.budget.onRoom(() => this.resumeLocal());
+    this.localReader = new ReusedBufferReader({ ...READ_BUFFER_SIZES, maxOutstandingBytes: opts.replayBufferBytes, headroom: DATA_HEADER_BYTES });
+    local.on('error', (e) => this.abort(opts.localCause, `${opts.names.local}: connection failed: ${messageOf(e)}${codeSuffix(e)}`));
+    local.on('close', () => this.localClosed());
+    local.on('end', () => this.onLocalEnd());
+    local.on('drain', () => {
+      this.localFull = false;
+      this.resumeHop();
+    });
+    this.linkTimer = setInterval(() => this.tick(), KEEPALIVE_MS);
+    this.linkTimer.unref();
+  }
+
+  /** Starts carrying over the first hop; `initialFromPeer`: what followed the control phase. */
+  start(hop: Hop, initialFromPeer: Buffer): void {
+    if (this.finished) {
+      abortConnection(hop.raw, hop.tls);
+      return;
+    }
+    this.attachHop(hop, initialFromPeer);
+    this.readLocal();
+    // Our first record tells the peer that we have the channel (see `heardFromPeer`).
+    this.sendAck();
+  }
+
+  get closing(): boolean {
+    return this.localEnded || this.peerEnded;
+  }
+
+  /** Payload bytes read from the peer (for CONTINUE/CONTINUED), and whether its END was among them. */
+  get received(): { bytes: number; ended: boolean } {
+    return { bytes: this.counters.bytesIn, ended: this.peerEnded };
+  }
+
+  /** Could the peer claim to have `received` of our bytes (and our END when `ended`)? False: the counts do not add up. */
+  fits(received: number, ended: boolean): boolean {
+    return this.replay.fits(received) && (!ended || (this.localEnded && received === this.replay.sent));
+  }
+
+  /**
+   * Goes on over a new hop after a loss: `peerReceived` is what the peer has
+   * of our bytes (checked with `fits` first), `peerGotEnd` whether it has our
+   * END; `initialFromPeer` what followed the control phase on the new hop.
+   * Returns how long the link was out and how many bytes went again.
+   */
+  resume(hop: Hop, peerReceived: number, peerGotEnd: boolean, initialFromPeer: Buffer): { outageMs: number; resentBytes: number } {
+    if (this.finished || this.state !== 'healing') throw new VmgateError('internal', 'resume of a channel that is not healing');
+    if (!this.fits(peerReceived, peerGotEnd)) throw new VmgateError('heal-counts', `the peer has ${peerReceived} bytes of ours; ${this.replay.acked}..${this.replay.sent} is possible`);
+    clearTimeout(this.healTimer);
+    const outageMs = Date.now() - this.lostAt;
+    this.replay.ack(peerReceived);
+    if (peerGotEnd) this.endAcked = true;
+    const resentBytes = this.replay.sent - peerReceived;
+    this.state = 'open';
+    this.heals += 1;
+    this.resentBytes += resentBytes;
+    this.attachHop(hop, initialFromPeer);
+    for (const record of this.replay.from(peerReceived)) this.writeHop(record);
+    if (this.localEnded && !this.endAcked) this.writeHop(END_RECORD);
+    this.sendAck();
+    this.resumeLocal();
+    this.checkComplete();
+    return { outageMs, resentBytes };
+  }
+
+  /** Ends the channel now with `cause`, telling the peer why if the hop is up. Idempotent. */
+  abort(cause: ErrorCode, message: string): void {
+    this.end(cause, message, false);
+  }
+
+  /** Declares the hop lost from outside (the route moves a channel back to its first path). */
+  dropHop(cause: ErrorCode, message: string): void {
+    if (this.hop) this.linkLost(this.hop, cause, message);
+  }
+
+  private end(cause: ErrorCode, message: string, fromPeer: boolean): void {
+    if (this.finished) return;
+    this.finish(cause, message, fromPeer);
+    abortConnection(this.local);
+    const hop = this.hop;
+    this.hop = undefined;
+    if (hop) {
+      // The cause first, then the close: a reset now could discard it unread.
+      if (!fromPeer) hop.tls.end(abortRecord(cause, message));
+      setTimeout(() => abortConnection(hop.raw, hop.tls), 1000).unref();
+    }
+  }
+
+  private finish(cause: ErrorCode | 'ok', message: string, fromPeer = false): void {
+    this.finished = true;
+    clearInterval(this.linkTimer);
+    clearTimeout(this.ackTimer);
+    clearTimeout(this.healTimer);
+    clearTimeout(this.graceTimer);
+    this.unsubscribeBudget();
+    this.replay.clear();
+    this.settle({ cause, message, durationMs: Date.now() - this.started, ...this.counters, fromPeer });
+  }
+
+  // ---- the local leg (QEMU): read into records, kept until acknowledged ----
+
+  private readLocal(): void {
+    const local = this.local;
+    this.localReader.attach((chunk) => {
+      writeDataHeader(chunk, chunk.length - DATA_HEADER_BYTES);
+      this.send(chunk, this.localReader.released);
+      return this.canRead();
+    }, () => this.resumeLocal());
+    // Whatever the socket queued before the relay took it (a socket handed to a worker) goes first.
+    const queued = local.read() as Buffer | null;
+    if (queued !== null) this.sendCopy(queued);
+    if (this.opts.dataEvents === true || !this.localReader.adopt(local)) {
+      local.on('data', (chunk: Buffer) => {
+        this.sendCopy(chunk);
+        if (!this.canRead()) local.pause();
+      });
+    }
+    this.resumeLocal();
+  }
+
+  private sendCopy(chunk: Buffer): void {
+    this.send(Buffer.concat([dataHeader(chunk.length), chunk]), undefined);
+  }
+
+  private send(record: Buffer, release: (() => void) | undefined): void {
+    this.counters.bytesOut += record.length - DATA_HEADER_BYTES;
+    this.replay.push(record, release);
+    this.writeHop(record);
+  }
+
+  private canRead(): boolean {
+    return this.state === 'open' && !this.finished && !this.waitingDrain && !this.localEnded && this.localReader.hasRoom() && this.opts.budget.allows(this.replay.held);
+  }
+
+  private resumeLocal(): void {
+    if (this.canRead()) this.local.resume();
+  }
+
+  private onLocalEnd(): void {
+    this.localEnded = true;
+    this.writeHop(END_RECORD);
+  }
+
+  private localClosed(): void {
+    if (this.finished) return;
+    // Both of QEMU's directions ended cleanly: the channel completes once the peer acknowledges our END.
+    if (this.completing || (this.localEnded && this.peerEnded)) {
+      this.maybeDone();
+      return;
+    }
+    this.abort(this.opts.localCause, `${this.opts.names.local}: the connection closed before the channel ended`);
+  }
+
+  // ---- the hop (TLS to the peer gateway): records both ways ----
+
+  private attachHop(hop: Hop, initial: Buffer): void {
+    this.hop = hop;
+    this.waitingDrain = false;
+    this.hopPaused = false;
+    this.lastHeard = Date.now();
+    const { tls } = hop;
+    tls.on('error', (e) => this.linkLost(hop, 'peer-reset', `peer connection failed: ${messageOf(e)}${codeSuffix(e)}`));
+    tls.on('end', () => this.hopEnded(hop));
+    tls.on('close', () => this.hopEnded(hop));
+    tls.on('drain', () => {
+      if (hop !== this.hop) return;
+      this.waitingDrain = false;
+      this.resumeLocal();
+    });
+    const reader = new ReusedBufferReader(READ_BUFFER_SIZES);
+    this.hopReader = reader;
+    /** Per local write from this hop, in order: how many reader chunks to hand back once it is done. */
+    const releases: number[] = [];
+    const written = (): void => {
+      for (let n = releases.shift() ?? 0; n > 0; n -= 1) reader.released();
+    };
+    let wrote = false;
+    const parser = new RecordParser({
+      data: (payload) => {
+        this.counters.bytesIn += payload.length;
+        releases.push(0);
+        wrote = true;
+        if (!this.local.write(payload, written)) this.localFull = true;
+        this.ackSoon();
+      },
+      ack: (received, ended) => this.onAck(received, ended),
+      end: () => this.onPeerEnd(),
+      abort: (code, message) => this.end(code, `${this.opts.names.peer}: ${message}`, true),
+    });
+    const take = (chunk: Buffer, fromReader: boolean): boolean => {
+      wrote = false;
+      // Bytes of a hop already lost are dropped unread: the peer sends them again from our count.
+      if (hop === this.hop) {
+        this.lastHeard = Date.now();
+        this.heardFromPeer = true;
+        try {
+          parser.push(chunk);
+        } catch (e: unknown) {
+          const err = e instanceof VmgateError ? e : new VmgateError('protocol-violation', messageOf(e));
+          this.abort(err.code, `the peer gateway sent a bad record: ${err.message}`);
+        }
+      }
+      if (fromReader) {
+        // Hand the chunk back after the last local write it made, or now if none is pending.
+        if (wrote || releases.length > 0) releases[releases.length - 1] = (releases.at(-1) ?? 0) + 1;
+        else reader.released();
+      }
+      const more = hop === this.hop && !this.localFull && reader.hasRoom();
+      this.hopPaused = !more;
+      return more;
+    };
+    if (initial.length > 0) take(initial, false);
+    reader.attach((chunk) => take(chunk, true), () => this.resumeHop());
+    if (this.opts.dataEvents === true || !reader.adopt(tls)) {
+      tls.on('data', (chunk: Buffer) => {
+        if (!take(chunk, false)) tls.pause();
+      });
+    }
+    tls.resume();
+  }
+
+  private resumeHop(): void {
+    const hop = this.hop;
+    if (!hop || this.localFull || this.hopReader?.hasRoom() === false) return;
+    if (this.hopPaused) this.lastHeard = Date.now();
+    this.hopPaused = false;
+    hop.tls.resume();
+  }
+
+  private writeHop(record: Buffer): void {
+    const hop = this.hop;
+    if (!hop || this.finished) return;
+    this.lastWritten = Date.now();
+    if (!hop.tls.write(record)) this.waitingDrain = true;
+  }
+
+  private onAck(received: number, ended: boolean): void {
+    if (!this.fits(received, ended)) {
+      this.abort('heal-counts', `the peer gateway acknowledged ${received} bytes${ended ? ' and our end' : ''}; ${this.replay.acked}..${this.replay.sent} is possible`);
+      return;
+    }
+    this.replay.ack(received);
+    if (ended) this.endAcked = true;
+    this.resumeLocal();
+    this.checkComplete();
+  }
+
+  private onPeerEnd(): void {
+    if (this.peerEnded) {
+      this.abort('protocol-violation', 'the peer gateway sent END twice');
+      return;
+    }
+    this.peerEnded = true;
+    this.local.end();
+    this.sendAck();
+    this.checkComplete();
+  }
+
+  private ackSoon(): void {
+    if (this.counters.bytesIn - this.ackedIn >= ACK_EVERY_BYTES) {
+      this.sendAck();
+      return;
+    }
+    if (this.ackTimer !== undefined) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      if (this.counters.bytesIn !== this.ackedIn) this.sendAck();
+    }, ACK_DELAY_MS);
+    this.ackTimer.unref();
+  }
+
+  private sendAck(): void {
+    if (!this.hop) return;
+    this.ackedIn = this.counters.bytesIn;
+    this.writeHop(ackRecord(this.ackedIn, this.peerEnded));
+  }
+
+  /** Keepalive, and the silence that loses a hop. */
+  private tick(): void {
+    const hop = this.hop;
+    if (!hop || this.state !== 'open' || this.completing) return;
+    const now = Date.now();
+    if (now - this.lastWritten >= KEEPALIVE_MS && !this.waitingDrain) this.sendAck();
+    const silent = now - this.lastHeard;
+    if (this.opts.linkTimeoutMs > 0 && !this.hopPaused && silent > this.opts.linkTimeoutMs) {
+      this.linkLost(hop, 'link-timeout', `nothing heard from the peer gateway for ${Math.round(silent / 1000)} s (channel.linkTimeoutMs=${this.opts.linkTimeoutMs})`);
+    }
+  }
+
+  private hopEnded(hop: Hop): void {
+    if (hop !== this.hop) return;
+    if (this.completing) {
+      this.maybeDone();
+      return;
+    }
+    this.linkLost(hop, 'peer-reset', 'the peer connection closed before the channel ended');
+  }
+
+  private linkLost(hop: Hop, cause: ErrorCode, message: string): void {
+    if (hop !== this.hop || this.finished || this.completing) return;
+    this.hop = undefined;
+    this.hopReader = undefined;
+    this.state = 'healing';
+    this.lostAt = Date.now();
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    abortConnection(hop.raw, hop.tls);
+    this.local.pause();
+    if (this.opts.healWindowMs <= 0 || !this.heardFromPeer) {
+      this.abort(cause, this.heardFromPeer ? message : `${message} (before the peer gateway had shown it had the channel, so it is not healed)`);
+      return;
+    }
+    this.healTimer = setTimeout(() => {
+      this.abort('heal-expired', `the link to the peer gateway did not come back within ${Math.round(this.opts.healWindowMs / 1000)} s (channel.healWindowMs); it was lost: ${message}`);
+    }, this.opts.healWindowMs);
+    this.healTimer.unref();
+    this.opts.onLinkLost(cause, message);
+  }
+
+  // ---- the normal end: END both ways, both acknowledged ----
+
+  private checkComplete(): void {
+    if (this.completing || this.finished || !this.localEnded || !this.endAcked || !this.peerEnded || !this.hop) return;
+    this.completing = true;
+    clearTimeout(this.ackTimer);
+    this.hop.tls.end();
+    this.graceTimer = setTimeout(() => {
+      if (this.local.destroyed) this.closeDone();
+      else this.abort('stalled', `the channel did not finish closing within ${this.opts.closeGraceMs} ms`);
+    }, this.opts.closeGraceMs);
+    this.graceTimer.unref();
+    this.maybeDone();
+  }
+
+  private maybeDone(): void {
+    if (!this.completing || !this.local.destroyed || this.hop?.tls.destroyed === false) return;
+    this.closeDone();
+  }
+
+  private closeDone(): void {
+    if (this.finished) return;
+    const hop = this.hop;
+    this.finish('ok', 'both directions ended normally');
+    if (hop && !hop.tls.destroyed) hop.tls.destroy();
+  }
+}
+
+function codeSuffix(e: unknown): string {
+  const c = systemCode(e);
+  return c ? ` (${c})` : '';
+}

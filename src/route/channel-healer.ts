@@ -1,0 +1,155 @@
+import { type ErrorCode, PeerError, VmgateError, messageOf } from '../errors.js';
+import type { ContinueRequest } from '../handshake/client.js';
+import type { Logger } from '../log/logger.js';
+import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
+import type { HealingRelay, Hop } from '../relay/healing-relay.js';
+
+/** What the healer needs of the peer: one CONTINUE on a new connection (PeerClient.continue). */
+export interface ContinuePeer {
+  /** Fails with `peer-restarted`, before sending CONTINUE, when the peer's WELCOME names another instance than `instance`. */
+  continue(req: ContinueRequest, instance: string, signal: AbortSignal): Promise<Continued>;
+}
+
+/** A CONTINUED and the connection it came on. */
+export interface Continued {
+  hop: Hop;
+  received: number;
+  ended: boolean;
+  /** The secret the next CONTINUE must show. */
+  secret: string;
+  remainder: Buffer;
+  /** Which of the route's peer addresses carried it, for the log. */
+  path: string;
+  tlsResumed: boolean;
+}
+
+/** First wait between attempts, and the longest: a link that flaps comes back fast, a dead one is not hammered. */
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 5_000;
+/** A refusal that only says "not yet" or "not here": try again at once (heal-elsewhere: another worker holds the channel). */
+const RETRY_AT_ONCE: ReadonlySet<ErrorCode> = new Set(['heal-elsewhere']);
+/**
+ * Refusals from the peer gateway that say nothing about the channel: busy,
+ * slow, or a login problem an operator can still fix within the window.
+ * Any other refusal is the peer's verdict on the channel (denied, unknown,
+ * counts, or the cause it already ended with) and ends it here too.
+ */
+const PEER_TRANSIENT: ReadonlySet<ErrorCode> = new Set(['busy', 'heal-live', 'heal-elsewhere', 'handshake-timeout', 'auth-failed', 'internal', 'channels-full', 'tls-timeout']);
+/** How often a channel that keeps failing to heal says so at warn level. */
+const STILL_HEALING_LOG_MS = 30_000;
+
+/**
+ * The source side of healing: when a channel's link is lost, dial the peer
+ * again (a full TLS, certificate and SASL connection each time) and CONTINUE
+ * the channel, until it goes on or the relay's window ends it. Knows the
+ * channel's secret and the peer instance it opened with; a new instance
+ * means the peer restarted and its side of the channel is gone.
+ */
+export class ChannelHealer {
+  private secret: string;
+  private running = false;
+
+  constructor(
+    private readonly o: {
+      peer: ContinuePeer;
+      relay: HealingRelay;
+      session: string;
+      channel: number;
+      secret: string;
+      instance: string;
+      log: Logger;
+      metrics: GatewayMetrics;
+    },
+  ) {
+    this.secret = o.secret;
+  }
+
+  /** The relay lost its link: heal it in the background. */
+  lost(cause: ErrorCode, message: string): void {
+    const { relay, log } = this.o;
+    log.warn({ event: 'link-lost', cause, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut }, `link to the peer gateway lost (${cause}): ${message}; QEMU's connection is kept open while the channel is continued over a new connection`);
+    this.o.metrics.linkLost('route', cause);
+    if (this.running) return;
+    this.running = true;
+    void this.heal().finally(() => {
+      this.running = false;
+    });
+  }
+
+  private async heal(): Promise<void> {
+    const { relay, log } = this.o;
+    const stop = new AbortController();
+    void relay.done.then(() => stop.abort(new VmgateError('cancelled', 'the channel ended while it was healing')));
+    let wait = FIRST_RETRY_MS;
+    let attempts = 0;
+    let lastWarn = Date.now();
+    while (relay.state === 'healing' && !stop.signal.aborted) {
+      attempts += 1;
+      try {
+        const c = await this.o.peer.continue(this.request(), this.o.instance, stop.signal);
+        this.continued(c);
+        return;
+      } catch (e: unknown) {
+        const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+        if (stop.signal.aborted) return;
+        if (err instanceof PeerError && !PEER_TRANSIENT.has(err.code)) {
+          log.warn({ event: 'heal-failed', cause: err.code, attempts }, `the peer gateway refused to continue the channel (${err.code}): ${err.message}`);
+          relay.abort(err.code, `peer gateway: ${err.message}`);
+          return;
+        }
+        if (err.code === 'peer-restarted' || err.code === 'heal-counts') {
+          log.warn({ event: 'heal-failed', cause: err.code, attempts }, err.message);
+          relay.abort(err.code, err.message);
+          return;
+        }
+        log.debug({ event: 'heal-attempt-failed', cause: err.code, attempts }, `attempt ${attempts} to continue the channel failed (${err.code}): ${err.message}`);
+        if (Date.now() - lastWarn >= STILL_HEALING_LOG_MS) {
+          lastWarn = Date.now();
+          const outage = Math.round((Date.now() - relay.lostAt) / 1000);
+          log.warn({ event: 'still-healing', cause: err.code, attempts, outageS: outage }, `channel still healing after ${outage} s and ${attempts} attempts; last: ${err.code}: ${err.message}`);
+        }
+        if (RETRY_AT_ONCE.has(err.code)) continue;
+        await sleep(wait, stop.signal);
+        wait = Math.min(wait * 2, MAX_RETRY_MS);
+      }
+    }
+  }
+
+  private request(): ContinueRequest {
+    const { bytes, ended } = this.o.relay.received;
+    return { session: this.o.session, channel: this.o.channel, secret: this.secret, received: bytes, ended };
+  }
+
+  private continued(c: Continued): void {
+    const { relay, log } = this.o;
+    const refuse = (code: ErrorCode, message: string): void => {
+      c.hop.tls.destroy();
+      c.hop.raw.destroy();
+      throw new VmgateError(code, message);
+    };
+    this.secret = c.secret;
+    if (relay.state !== 'healing') {
+      c.hop.tls.destroy();
+      c.hop.raw.destroy();
+      return;
+    }
+    if (!relay.fits(c.received, c.ended)) {
+      refuse('heal-counts', `the peer gateway says it has ${c.received} bytes of this channel${c.ended ? ' and its end' : ''}, which does not fit what was sent`);
+    }
+    const healed = relay.resume(c.hop, c.received, c.ended, c.remainder);
+    log.info({ event: 'link-healed', outageMs: healed.outageMs, resentBytes: healed.resentBytes, path: c.path, tlsResumed: c.tlsResumed }, `channel continued over ${c.path} after ${(healed.outageMs / 1000).toFixed(1)} s; resent ${healed.resentBytes} bytes`);
+    this.o.metrics.linkHealed('route', healed.resentBytes);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done);
+  });
+}
