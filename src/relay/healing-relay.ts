@@ -53,6 +53,8 @@ export interface HealingRelayOptions {
   onLinkLost: (cause: ErrorCode, message: string) => void;
 }
 
+/** The most payload one TLS record carries: a DATA record that fills whole records leaves no tiny one behind. */
+const TLS_RECORD_BYTES = 16 << 10;
 /** Bytes received between ACKs on a busy hop. */
 const ACK_EVERY_BYTES = 1 << 20;
 /** An ACK follows received data within this long when no ACK_EVERY_BYTES boundary came. */
@@ -74,8 +76,9 @@ export class HealingRelay implements ChannelRelay {
   private readonly replay: ReplayBuffer;
   private readonly localReader: ReusedBufferReader;
   private hop: Hop | undefined;
-  /** The current hop's reader, to resume it. */
+  /** The current hop's reader, to resume it, and its parser. */
   private hopReader: ReusedBufferReader | undefined;
+  private hopParser: RecordParser | undefined;
   private finished = false;
   private completing = false;
   /** The hop's writer is full: stop reading QEMU until it drains. */
@@ -97,6 +100,9 @@ export class HealingRelay implements ChannelRelay {
    * OPENED, and nobody would come to continue it.
    */
   private heardFromPeer = false;
+  /** A record has come over the current hop (for a resumed one: the peer got our CONTINUED). */
+  private heardOnHop = false;
+  private corked = false;
   private lastHeard = Date.now();
   private lastWritten = Date.now();
   private ackTimer: NodeJS.Timeout | undefined;
@@ -115,7 +121,14 @@ export class HealingRelay implements ChannelRelay {
     });
     this.replay = new ReplayBuffer(opts.budget);
     this.unsubscribeBudget = opts.budget.onRoom(() => this.resumeLocal());
-    this.localReader = new ReusedBufferReader({ ...READ_BUFFER_SIZES, maxOutstandingBytes: opts.replayBufferBytes, headroom: DATA_HEADER_BYTES });
+    this.localReader = new ReusedBufferReader({
+      ...READ_BUFFER_SIZES,
+      maxOutstandingBytes: opts.replayBufferBytes,
+      headroom: DATA_HEADER_BYTES,
+      // Buffers come back only when the peer acknowledges them: keep enough spares for a full window.
+      spareBuffers: Math.min(8, Math.ceil(opts.replayBufferBytes / READ_BUFFER_SIZES.bufferBytes)),
+      alignBytes: TLS_RECORD_BYTES,
+    });
     local.on('error', (e) => this.abort(opts.localCause, `${opts.names.local}: connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     local.on('close', () => this.localClosed());
     local.on('end', () => this.onLocalEnd());
@@ -137,6 +150,11 @@ export class HealingRelay implements ChannelRelay {
     this.readLocal();
     // Our first record tells the peer that we have the channel (see `heardFromPeer`).
     this.sendAck();
+  }
+
+  /** The peer has sent a record over the current hop: after a CONTINUE, proof that it took our CONTINUED. */
+  get hopConfirmed(): boolean {
+    return this.hop !== undefined && this.heardOnHop;
   }
 
   get closing(): boolean {
@@ -177,6 +195,30 @@ export class HealingRelay implements ChannelRelay {
     this.resumeLocal();
     this.checkComplete();
     return { outageMs, resentBytes };
+  }
+
+  /** Both directions have ended (our END sent, the peer's read): only an acknowledgement may be missing. */
+  get bothEnded(): boolean {
+    return this.localEnded && this.peerEnded;
+  }
+
+  /**
+   * Ends a healing channel normally whose peer completed it (and forgot it)
+   * while only the ACK of our END was lost: see ChannelHealer.
+   */
+  completeUnacknowledged(): void {
+    if (this.finished || this.completing || !this.bothEnded) return;
+    clearTimeout(this.healTimer);
+    this.endAcked = true;
+    this.state = 'open';
+    this.completing = true;
+    // QEMU may still be reading the last bytes: done once its socket has closed, as in checkComplete.
+    this.graceTimer = setTimeout(() => {
+      if (this.local.destroyed) this.closeDone();
+      else this.abort('stalled', `the channel did not finish closing within ${this.opts.closeGraceMs} ms`);
+    }, this.opts.closeGraceMs);
+    this.graceTimer.unref();
+    this.maybeDone();
   }
 
   /** Ends the channel now with `cause`, telling the peer why if the hop is up. Idempotent. */
@@ -245,7 +287,16 @@ export class HealingRelay implements ChannelRelay {
   }
 
   private canRead(): boolean {
-    return this.state === 'open' && !this.finished && !this.waitingDrain && !this.localEnded && this.localReader.hasRoom() && this.opts.budget.allows(this.replay.held);
+    return (
+      this.state === 'open' &&
+      !this.finished &&
+      !this.waitingDrain &&
+      !this.localEnded &&
+      this.localReader.hasRoom() &&
+      // The reader's count misses chunks read with 'data' events; the replay buffer counts them all.
+      this.replay.held < this.opts.replayBufferBytes &&
+      this.opts.budget.allows(this.replay.held)
+    );
   }
 
   private resumeLocal(): void {
@@ -271,6 +322,7 @@ export class HealingRelay implements ChannelRelay {
 
   private attachHop(hop: Hop, initial: Buffer): void {
     this.hop = hop;
+    this.heardOnHop = false;
     this.waitingDrain = false;
     this.hopPaused = false;
     this.lastHeard = Date.now();
@@ -291,11 +343,12 @@ export class HealingRelay implements ChannelRelay {
       for (let n = releases.shift() ?? 0; n > 0; n -= 1) reader.released();
     };
     let wrote = false;
-    const parser = new RecordParser({
+    const parser: RecordParser = new RecordParser({
       data: (payload) => {
         this.counters.bytesIn += payload.length;
         releases.push(0);
         wrote = true;
+        this.corkLocal();
         if (!this.local.write(payload, written)) this.localFull = true;
         this.ackSoon();
       },
@@ -309,6 +362,7 @@ export class HealingRelay implements ChannelRelay {
       if (hop === this.hop) {
         this.lastHeard = Date.now();
         this.heardFromPeer = true;
+        this.heardOnHop = true;
         try {
           parser.push(chunk);
         } catch (e: unknown) {
@@ -325,6 +379,7 @@ export class HealingRelay implements ChannelRelay {
       this.hopPaused = !more;
       return more;
     };
+    this.hopParser = parser;
     if (initial.length > 0) take(initial, false);
     reader.attach((chunk) => take(chunk, true), () => this.resumeHop());
     if (this.opts.dataEvents === true || !reader.adopt(tls)) {
@@ -334,6 +389,22 @@ export class HealingRelay implements ChannelRelay {
     }
     tls.resume();
   }
+
+  /**
+   * TLS hands decrypted data over one 16 KiB record at a time; batching the
+   * writes to QEMU of one event-loop turn saves a syscall per record (as Relay does).
+   */
+  private corkLocal(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.local.cork();
+    setImmediate(this.uncork);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.local.uncork();
+  };
 
   private resumeHop(): void {
     const hop = this.hop;
@@ -405,6 +476,13 @@ export class HealingRelay implements ChannelRelay {
 
   private hopEnded(hop: Hop): void {
     if (hop !== this.hop) return;
+    if (!this.completing && !hop.tls.destroyed && this.localEnded && this.peerEnded && !this.endAcked && this.hopParser?.idle === true) {
+      // A clean close after the peer's END: the peer closes only once it has
+      // completed, and it completes only with our END in hand; the ACK that
+      // said so was the last thing it sent, and may be all we are missing.
+      this.endAcked = true;
+      this.checkComplete();
+    }
     if (this.completing) {
       this.maybeDone();
       return;

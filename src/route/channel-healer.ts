@@ -26,8 +26,8 @@ export interface Continued {
 /** First wait between attempts, and the longest: a link that flaps comes back fast, a dead one is not hammered. */
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;
-/** A refusal that only says "not yet" or "not here": try again at once (heal-elsewhere: another worker holds the channel). */
-const RETRY_AT_ONCE: ReadonlySet<ErrorCode> = new Set(['heal-elsewhere']);
+/** heal-elsewhere: another worker of the peer holds the channel; the next connection likely reaches another one. */
+const ELSEWHERE_RETRY_MS = 50;
 /**
  * Refusals from the peer gateway that say nothing about the channel: busy,
  * slow, or a login problem an operator can still fix within the window.
@@ -92,6 +92,12 @@ export class ChannelHealer {
       } catch (e: unknown) {
         const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
         if (stop.signal.aborted) return;
+        if (err.code === 'heal-unknown' && relay.bothEnded) {
+          // Both directions had ended: the peer completed and forgot the channel; only its last ACK was lost.
+          log.info({ event: 'link-healed', attempts, outageMs: Date.now() - relay.lostAt }, 'the link was lost after both directions had ended; the peer gateway completed the channel');
+          relay.completeUnacknowledged();
+          return;
+        }
         if (err instanceof PeerError && !PEER_TRANSIENT.has(err.code)) {
           log.warn({ event: 'heal-failed', cause: err.code, attempts }, `the peer gateway refused to continue the channel (${err.code}): ${err.message}`);
           relay.abort(err.code, `peer gateway: ${err.message}`);
@@ -108,7 +114,10 @@ export class ChannelHealer {
           const outage = Math.round((Date.now() - relay.lostAt) / 1000);
           log.warn({ event: 'still-healing', cause: err.code, attempts, outageS: outage }, `channel still healing after ${outage} s and ${attempts} attempts; last: ${err.code}: ${err.message}`);
         }
-        if (RETRY_AT_ONCE.has(err.code)) continue;
+        if (err.code === 'heal-elsewhere') {
+          await sleep(ELSEWHERE_RETRY_MS, stop.signal);
+          continue;
+        }
         await sleep(wait, stop.signal);
         wait = Math.min(wait * 2, MAX_RETRY_MS);
       }

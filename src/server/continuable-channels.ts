@@ -10,6 +10,12 @@ interface Holder {
   identity: string;
   user: string;
   secret: Buffer;
+  /**
+   * The secret before the last CONTINUED, until the source shows (a record
+   * on the new connection) that it got that answer: if the new connection
+   * broke before, the source still holds this one and must not be refused.
+   */
+  previous: Buffer | undefined;
   relay: HealingRelay;
 }
 
@@ -33,7 +39,7 @@ export class ContinuableChannels {
   /** A new channel: returns its first secret, for OPENED. */
   add(entry: ChannelEntry, relay: HealingRelay, caller: ContinueCaller): string {
     const secret = randomBytes(32);
-    this.holders.set(entry, { identity: caller.peer.commonName, user: caller.user, secret, relay });
+    this.holders.set(entry, { identity: caller.peer.commonName, user: caller.user, secret, previous: undefined, relay });
     return secret.toString('base64');
   }
 
@@ -50,7 +56,8 @@ export class ContinuableChannels {
     const h = this.holders.get(entry);
     if (!h) throw new VmgateError('heal-unknown', `channel ${req.channel} of session ${req.session} cannot be continued: it was opened with protocol version 1`);
     const shown = Buffer.from(req.secret, 'base64');
-    const secretOk = shown.length === h.secret.length && timingSafeEqual(shown, h.secret);
+    const matches = (s: Buffer | undefined): boolean => s !== undefined && shown.length === s.length && timingSafeEqual(shown, s);
+    const secretOk = matches(h.secret) || (!h.relay.hopConfirmed && matches(h.previous));
     if (!secretOk || caller.peer.commonName !== h.identity || caller.user !== h.user) {
       const why = !secretOk ? 'the secret is wrong or was already used' : caller.user !== h.user ? `SASL user ${JSON.stringify(caller.user)} did not open it` : `certificate ${JSON.stringify(caller.peer.commonName)} did not open it`;
       throw new VmgateError('heal-denied', `CONTINUE of channel ${req.channel} of session ${req.session} refused: ${why}`);
@@ -62,6 +69,8 @@ export class ContinuableChannels {
       throw new VmgateError('heal-counts', `CONTINUE of channel ${req.channel} of session ${req.session} claims ${req.received} bytes received${req.ended ? ' and the end' : ''}, which does not fit what this gateway sent`);
     }
     const next = randomBytes(32);
+    // The secret the source showed stays valid until it proves it has the next one.
+    h.previous = matches(h.secret) ? h.secret : h.previous;
     h.secret = next;
     return { relay: h.relay, secret: next.toString('base64') };
   }

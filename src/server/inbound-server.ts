@@ -310,7 +310,7 @@ export class InboundServer {
     if (!entry) {
       const ended = await this.notices.report(c.peer.fingerprint256, req.session, req.channel);
       if (ended && ended.cause !== 'ok') throw new VmgateError(ended.cause, `channel ${req.channel} of session ${req.session} already ended on this gateway: ${ended.message}`);
-      if (this.deps.notices) throw new VmgateError('heal-elsewhere', `channel ${req.channel} of session ${req.session} is not carried by worker ${process.pid}; dial again`);
+      if (this.deps.notices && !ended) throw new VmgateError('heal-elsewhere', `channel ${req.channel} of session ${req.session} is not carried by worker ${process.pid}; dial again`);
       throw new VmgateError('heal-unknown', `no channel ${req.channel} of session ${req.session} on this gateway${ended ? ' (it ended normally)' : ''}`);
     }
     const { relay, secret } = this.continuable.authorize(entry, c, req);
