@@ -38,7 +38,9 @@
  * - Refusing closes the listening socket (connections it carries go on):
  *   a connect gets ECONNREFUSED until `restore()` listens on the same port again.
  */
+import { readFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type Direction = 'toServer' | 'toClient';
 
@@ -156,6 +158,43 @@ const sockets = (c: Carried): Socket[] => (c.server === undefined ? [c.client] :
 const PORT_FLOOR = 20_000;
 const PORT_SPAN = 12_000;
 
+/**
+ * Bytes the kernel holds for `s` that the other end has not acknowledged
+ * (`tx_queue` in /proc/net/tcp{,6}), or undefined when the socket is gone.
+ * Node does not expose SIOCOUTQ; this is the same number.
+ */
+async function unacked(s: Socket): Promise<number | undefined> {
+  const { localPort, remotePort } = s;
+  if (localPort === undefined || remotePort === undefined) return undefined;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(file, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      const port = (col: string | undefined): number => parseInt(col?.split(':')[1] ?? '', 16);
+      if (port(cols[1]) === localPort && port(cols[2]) === remotePort) return parseInt(cols[4]?.split(':')[0] ?? '', 16);
+    }
+  }
+  return undefined;
+}
+
+/** How long a break waits for its last bytes to be acknowledged before it resets anyway. */
+const DELIVERY_WAIT_MS = 5_000;
+
+/**
+ * Resolves once the other end's kernel has acknowledged everything written to
+ * `s` (a RST drops what it has not), or after DELIVERY_WAIT_MS when the other
+ * end does not read (its receive window is shut). This is the one poll in the
+ * proxy: the kernel tells of no such event.
+ */
+async function delivered(s: Socket): Promise<void> {
+  const deadline = Date.now() + DELIVERY_WAIT_MS;
+  for (;;) {
+    const left = await unacked(s);
+    if (left === undefined || left === 0 || Date.now() >= deadline) return;
+    await sleep(2);
+  }
+}
+
 async function listenOn(server: Server, host: string, port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -212,9 +251,9 @@ export async function startBreakingProxy(o: BreakingProxyOptions): Promise<Break
           reset(c);
           cut.rule.fired({ connection: c.id, direction: dir, offset: cut.rule.offset });
         };
-        // The write callback runs once the kernel has the bytes: only then may the RST go.
-        if (out.length > 0) to.write(out, fire);
-        else fire();
+        // The write callback runs once the kernel has the bytes, and the RST
+        // may go once the other end has them: a RST drops what is still queued.
+        to.write(out, () => void delivered(to).then(fire));
         return;
       }
       if (!to.write(out)) {

@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayProcess, addUser, writeGatewayConfig, writeSecretFile, type GatewayLogLine } from './gateway-process.js';
-import { createNetnsPair, leftoverNamespaces, onProcessExit, type NetnsPair } from './netns.js';
+import { createNetnsPair, leftoverNamespaces, onProcessExit, type KilledConnection, type NetnsPair, type NetnsPath } from './netns.js';
 import { makeTestPki, type TestPki } from './pki.js';
 import { QemuVm, configureMigration, randomGuestImage, type MigrationPlan, type RandomImage } from './qemu.js';
 import { MIGRATION_FINAL_STATES, type MigrationInfo } from './qmp.js';
@@ -64,6 +64,25 @@ export interface NetnsGatewaysOptions {
    * as libvirt uses them (docs/libvirt.md).
    */
   readonly ports?: number;
+  /**
+   * A second veth path (see createNetnsPair's secondSubnet). Gateway B then
+   * listens on 0.0.0.0:GATEWAY_PORT, so it answers on both paths' addresses;
+   * name them in the route with `route`.
+   */
+  readonly secondSubnet?: string;
+  /**
+   * Extra keys for route "to-b" (merged over the defaults; `peer` is
+   * path 0's address), given the paths and the gateway port, e.g. a list of
+   * peer paths: `route: (paths, port) => ({ peers: paths.map((p) => `${p.addrB}:${port}`) })`.
+   */
+  readonly route?: (paths: readonly NetnsPath[], gatewayPort: number) => Readonly<Record<string, unknown>>;
+}
+
+export interface KillHopOptions {
+  /** The namespace whose sockets are destroyed: 'a' (the route's gateway, default) or 'b' (the server). */
+  readonly side?: 'a' | 'b';
+  /** Only the hop connections over this path (its B address); default: every path. */
+  readonly path?: number;
 }
 
 export interface GuestOptions {
@@ -89,13 +108,18 @@ export interface NetnsGateways {
   source(name: string, o: GuestOptions): Promise<QemuVm>;
   /** A destination QEMU in B, configured for `plan`, listening on QEMU_URI (or `port`). */
   destination(name: string, o: GuestOptions): Promise<QemuVm>;
+  /**
+   * Destroys the gateway hop's TCP connections (`ss -K`, see NetnsPair.killConnections):
+   * in A those to B's gateway port, in B those from it. Resolves with what was destroyed.
+   */
+  killHop(o?: KillHopOptions): Promise<KilledConnection[]>;
   /** Kills every QEMU and gateway, removes the namespaces and the temp dir. */
   close(): Promise<void>;
 }
 
 export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<NetnsGateways> {
   const guestMiB = o.guestMiB ?? 512;
-  const net = await createNetnsPair({ subnet: o.subnet });
+  const net = await createNetnsPair({ subnet: o.subnet, ...(o.secondSubnet === undefined ? {} : { secondSubnet: o.secondSubnet }) });
   const dir = await mkdtemp(join(tmpdir(), `vmg-e2e-${o.tag}-`));
   const forgetDir = onProcessExit(() => rmSync(dir, { recursive: true, force: true }));
   const vms: QemuVm[] = [];
@@ -131,7 +155,7 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       control: { socket: controlB },
       ...channel,
       server: {
-        listen: `${net.addrB}:${GATEWAY_PORT}`,
+        listen: `${o.secondSubnet === undefined ? net.addrB : '0.0.0.0'}:${GATEWAY_PORT}`,
         credentials: './users.json',
         targets: { incoming: { connect: local, allow: [{ peer: 'host-a', user: 'migrate' }] } },
       },
@@ -142,7 +166,10 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       control: { socket: controlA },
       ...channel,
       routes: {
-        'to-b': { listen: local, peer: `${net.addrB}:${GATEWAY_PORT}`, peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password' },
+        'to-b': {
+          listen: local, peer: `${net.addrB}:${GATEWAY_PORT}`, peerName: 'host-b', target: 'incoming', user: 'migrate', passwordFile: './to-b.password',
+          ...o.route?.(net.paths, GATEWAY_PORT),
+        },
       },
     });
     const gwB = await GatewayProcess.start({ configPath: configB, netns: net.b, name: 'host-b' });
@@ -156,8 +183,16 @@ export async function startNetnsGateways(o: NetnsGatewaysOptions): Promise<Netns
       await configureMigration(vm, plan);
       return vm;
     };
+    const killHop = (k: KillHopOptions = {}): Promise<KilledConnection[]> => {
+      const addr = k.path === undefined ? undefined : net.paths[k.path]?.addrB;
+      if (k.path !== undefined && addr === undefined) return Promise.reject(new Error(`no path ${k.path}: the stage has ${net.paths.length}`));
+      const only = addr === undefined ? {} : k.side === 'b' ? { src: addr } : { dst: addr };
+      return k.side === 'b'
+        ? net.killConnections(net.b, { sport: GATEWAY_PORT, ...only })
+        : net.killConnections(net.a, { dport: GATEWAY_PORT, ...only });
+    };
     return {
-      net, dir, pki, image, gwA, gwB, configA, configB, controlA, controlB, close,
+      net, dir, pki, image, gwA, gwB, configA, configB, controlA, controlB, close, killHop,
       source: async (name, g) => {
         const vm = await launch(name, net.a, { loadFile: image.path }, g.plan);
         if (g.running === true) {

@@ -15,6 +15,7 @@
  */
 import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { onProcessExit } from '../../src/util/process-exit.js';
 
@@ -27,6 +28,8 @@ const execFileAsync = promisify(execFile);
 const NETNS_PREFIX = 'vmg-';
 /** Name of the veth end inside each namespace (both namespaces use the same name). */
 const VETH_NAME = 'vmg0';
+/** The second path's veth ends (`secondSubnet`). */
+const SECOND_VETH_NAME = 'vmg1';
 
 export interface ExecResult {
   readonly stdout: string;
@@ -63,6 +66,37 @@ export function leftoverNamespaces(prefix = NETNS_PREFIX): string[] {
 export interface NetnsPairOptions {
   /** A /30 inside 10.250.0.0/16, e.g. "10.250.1.0/30": A gets .1, B gets .2. */
   readonly subnet: string;
+  /**
+   * A second veth pair between the same namespaces, on its own /30 (same
+   * rules as `subnet`, and not overlapping it): path 1, for a route that
+   * names two peer addresses. Each path has its own connected route, so
+   * taking one down leaves the other working.
+   */
+  readonly secondSubnet?: string;
+}
+
+/** One veth pair between A and B. */
+export interface NetnsPath {
+  readonly subnet: string;
+  /** Interface name on both sides: vmg0 for path 0, vmg1 for path 1. */
+  readonly ifname: string;
+  readonly addrA: string;
+  readonly addrB: string;
+}
+
+/** Which TCP sockets `killConnections` destroys; every field given must match (at least one). */
+export interface ConnectionFilter {
+  readonly dst?: string;
+  readonly dport?: number;
+  readonly src?: string;
+  readonly sport?: number;
+}
+
+/** A TCP socket that `ss -K` destroyed, as ss printed it. */
+export interface KilledConnection {
+  /** ADDR:PORT on the namespace's side. */
+  readonly local: string;
+  readonly peer: string;
 }
 
 export interface NetnsPair {
@@ -74,8 +108,10 @@ export interface NetnsPair {
   readonly addrA: string;
   /** Host B's address on the link (second usable of the /30). */
   readonly addrB: string;
-  /** Interface name on both sides. */
+  /** Interface name on both sides (path 0). */
   readonly ifname: string;
+  /** Path 0 (`subnet`: addrA, addrB, ifname above), then path 1 when `secondSubnet` was given. */
+  readonly paths: readonly NetnsPath[];
   exec(ns: string, argv: readonly string[], timeoutMs?: number): Promise<ExecResult>;
   spawnIn(ns: string, argv: readonly string[], options?: SpawnOptions): ChildProcess;
   /**
@@ -83,9 +119,23 @@ export interface NetnsPair {
    * connections see silence (their retransmits are dropped) until `linkUp`;
    * new connects fail at once with ENETUNREACH (the /30's route goes away).
    */
-  linkDown(): Promise<void>;
-  /** Brings both ends back up. */
-  linkUp(): Promise<void>;
+  linkDown(path?: number): Promise<void>;
+  /** Brings both ends of `path` (default 0) back up. */
+  linkUp(path?: number): Promise<void>;
+  /**
+   * An outage of `ms` on `path` (default 0): down on both ends, `ms` later up
+   * again (the outage's length is the fault, not a wait for an event).
+   * Resolves once the link is up, with when it went down and came up (epoch ms).
+   */
+  linkDownFor(ms: number, path?: number): Promise<{ downAt: number; upAt: number }>;
+  /**
+   * Destroys the TCP sockets in `ns` that match `filter` (`ss -K`, which needs
+   * a kernel with CONFIG_INET_DIAG_DESTROY): each gets ECONNABORTED, and the
+   * kernel sends its peer a RST (ECONNRESET there), as a NAT or firewall
+   * that loses its state does. Listening sockets are never matched.
+   * Resolves with what was destroyed (possibly nothing).
+   */
+  killConnections(ns: string, filter: ConnectionFilter): Promise<KilledConnection[]>;
   /** Deletes both namespaces (the veth pair goes with them). Idempotent. */
   destroy(): Promise<void>;
 }
@@ -110,8 +160,34 @@ function ipSync(args: readonly string[]): void {
 }
 
 /** Creates the two namespaces, the veth pair between them and the addresses. */
+/** `ss` filter words for `f`: `dst ADDR dport = :PORT ...`, all ANDed. */
+function ssFilter(f: ConnectionFilter): string[] {
+  const out: string[] = [];
+  if (f.dst !== undefined) out.push('dst', f.dst);
+  if (f.dport !== undefined) out.push('dport', '=', `:${f.dport}`);
+  if (f.src !== undefined) out.push('src', f.src);
+  if (f.sport !== undefined) out.push('sport', '=', `:${f.sport}`);
+  if (out.length === 0) throw new Error('killConnections needs at least one of dst, dport, src, sport');
+  return out;
+}
+
+/** ss prints each destroyed socket as `STATE RECVQ SENDQ LOCAL PEER`; `ss -K` exits 0 whether or not it destroyed anything. */
+function parseKilled(stdout: string): KilledConnection[] {
+  const out: KilledConnection[] = [];
+  for (const line of stdout.split('\n')) {
+    const [local, peer] = line.trim().split(/\s+/).filter((w) => /:\d+$/.test(w));
+    if (local !== undefined && peer !== undefined) out.push({ local, peer });
+  }
+  return out;
+}
+
 export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsPair> {
-  const { addrA, addrB } = hostsOfSubnet(options.subnet);
+  const paths: NetnsPath[] = [{ subnet: options.subnet, ifname: VETH_NAME, ...hostsOfSubnet(options.subnet) }];
+  if (options.secondSubnet !== undefined) {
+    if (options.secondSubnet === options.subnet) throw new Error('secondSubnet must differ from subnet');
+    paths.push({ subnet: options.secondSubnet, ifname: SECOND_VETH_NAME, ...hostsOfSubnet(options.secondSubnet) });
+  }
+  const { addrA, addrB } = paths[0] as NetnsPath;
   const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
   const a = `${NETNS_PREFIX}a-${tag}`;
   const b = `${NETNS_PREFIX}b-${tag}`;
@@ -134,12 +210,15 @@ export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsP
   try {
     await ip(['netns', 'add', a]);
     await ip(['netns', 'add', b]);
-    // Both ends are created directly inside their namespaces: nothing touches the root namespace.
-    await ip(['link', 'add', ifname, 'netns', a, 'type', 'veth', 'peer', 'name', ifname, 'netns', b]);
-    for (const [ns, addr] of [[a, addrA], [b, addrB]] as const) {
-      await ip(['-n', ns, 'link', 'set', 'lo', 'up']);
-      await ip(['-n', ns, 'addr', 'add', `${addr}/30`, 'dev', ifname]);
-      await ip(['-n', ns, 'link', 'set', ifname, 'up']);
+    await ip(['-n', a, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', b, 'link', 'set', 'lo', 'up']);
+    for (const path of paths) {
+      // Both ends are created directly inside their namespaces: nothing touches the root namespace.
+      await ip(['link', 'add', path.ifname, 'netns', a, 'type', 'veth', 'peer', 'name', path.ifname, 'netns', b]);
+      for (const [ns, addr] of [[a, path.addrA], [b, path.addrB]] as const) {
+        await ip(['-n', ns, 'addr', 'add', `${addr}/30`, 'dev', path.ifname]);
+        await ip(['-n', ns, 'link', 'set', path.ifname, 'up']);
+      }
     }
   } catch (e: unknown) {
     destroySync();
@@ -147,9 +226,11 @@ export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsP
     throw e;
   }
 
-  const setLink = async (state: 'up' | 'down'): Promise<void> => {
-    await ip(['-n', a, 'link', 'set', ifname, state]);
-    await ip(['-n', b, 'link', 'set', ifname, state]);
+  const setLink = async (state: 'up' | 'down', path = 0): Promise<void> => {
+    const p = paths[path];
+    if (p === undefined) throw new Error(`no path ${path}: this pair has ${paths.length}`);
+    await ip(['-n', a, 'link', 'set', p.ifname, state]);
+    await ip(['-n', b, 'link', 'set', p.ifname, state]);
   };
 
   return {
@@ -158,10 +239,22 @@ export async function createNetnsPair(options: NetnsPairOptions): Promise<NetnsP
     addrA,
     addrB,
     ifname,
+    paths,
     exec: (ns, argv, timeoutMs) => netnsExec(ns, argv, timeoutMs),
     spawnIn: (ns, argv, spawnOptions) => netnsSpawn(ns, argv, spawnOptions),
-    linkDown: () => setLink('down'),
-    linkUp: () => setLink('up'),
+    linkDown: (path) => setLink('down', path),
+    linkUp: (path) => setLink('up', path),
+    linkDownFor: async (ms, path) => {
+      await setLink('down', path);
+      const downAt = Date.now();
+      await sleep(ms);
+      await setLink('up', path);
+      return { downAt, upAt: Date.now() };
+    },
+    killConnections: async (ns, filter) => {
+      const { stdout } = await netnsExec(ns, ['ss', '-K', '-t', '-n', '-H', ...ssFilter(filter)]);
+      return parseKilled(stdout);
+    },
     destroy: () => {
       destroySync();
       unregister();
