@@ -42,6 +42,8 @@ const PASSWORD = randomBytes(18).toString('base64url');
 const OTHER_USER = 'other';
 const OTHER_PASSWORD = randomBytes(18).toString('base64url');
 const KiB = 1024;
+/** Every channel secret the server handed out (OPENED, CONTINUED): none may appear in its log. */
+const secrets: string[] = [];
 
 /** The source side of the transfer beside: paced so it spans every case, hashing what it sends. */
 function pacedSender(s: Socket): { stop(): Promise<{ digest: string; bytes: number }> } {
@@ -173,6 +175,7 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     assert.equal(c.version, 2, 'the server must choose protocol version 2');
     const { remainder, secret } = await openChannel(c, TARGET, session, 0);
     assert.ok(secret !== undefined, 'OPENED of version 2 carries the secret');
+    secrets.push(secret);
     const peer = new RecordPeer(c.peer.tls, c.peer.raw, remainder);
     const dest = await target.connection(n);
     const atDest: Buffer[] = [];
@@ -216,6 +219,15 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     await refused('heal-unknown', { session: randomBytes(16).toString('hex'), channel: 0, secret: a.secret, received: 0, ended: false });
     await refused('heal-unknown', { session: a.session, channel: 1, secret: a.secret, received: 0, ended: false });
     assert.deepEqual(snapshot(a), before);
+    // A channel opened with version 1 has no secret: it cannot be taken over, even with a live one's secret.
+    const v1 = await dial({ versions: [1] });
+    const session = randomBytes(16).toString('hex');
+    const opened = await openChannel(v1, TARGET, session, 0);
+    assert.equal(opened.secret, undefined);
+    await waitFor(() => b.channels.list().some((e) => e.session === session), { what: 'the version 1 channel in the server table' });
+    await refused('heal-unknown', { session, channel: 0, secret: a.secret, received: 0, ended: false });
+    assert.ok(b.channels.list().some((e) => e.session === session && e.relay.state === 'open'), 'the version 1 channel is untouched');
+    v1.peer.tls.destroy();
   });
 
   test('continue-live: a CONTINUE with the right secret of a channel whose hop is up is heal-live, and the channel keeps flowing', async () => {
@@ -283,6 +295,7 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     assert.equal(reply.received, A.length, 'the server has all of A');
     assert.equal(reply.ended, false);
     assert.notEqual(reply.secret, a.secret, 'CONTINUED replaces the secret');
+    secrets.push(reply.secret);
     const hop2 = new RecordPeer(c.peer.tls, c.peer.raw, remainder, B.length);
     await hop2.waitReceived(C.length, 'C, resent');
     const D = randomBytes(20 * KiB);
@@ -320,6 +333,7 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     const w = won[0];
     assert.ok(w?.status === 'fulfilled');
     const winner = w.value.reply.secret;
+    secrets.push(winner);
     assert.notEqual(winner, reply.secret);
     const winnerConn = results[0]?.status === 'fulfilled' ? c1 : c2;
     const hop3 = new RecordPeer(winnerConn.peer.tls, winnerConn.peer.raw, w.value.remainder, received);
@@ -347,5 +361,15 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     assert.equal(result.cause, 'ok');
     assert.equal((beside.serverEntry.relay as HealingRelay).heals, 0, 'the transfer beside never lost its hop');
     assert.deepEqual(routeMetrics.events.filter((e) => e.kind === 'linkLost'), []);
+  });
+
+  test('secrets-not-logged: no channel secret the server handed out appears in its log, at debug level, in any encoding', () => {
+    assert.ok(secrets.length >= 4);
+    const text = b.logs.text();
+    assert.ok(b.logs.find({ event: 'link-healed' }).length >= 2, 'the log covers the heals');
+    for (const secret of secrets) {
+      const raw = Buffer.from(secret, 'base64');
+      for (const form of [secret, raw.toString('hex'), raw.toString('base64url')]) assert.ok(!text.includes(form), 'a channel secret is in the server log');
+    }
   });
 });
