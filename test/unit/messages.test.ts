@@ -61,6 +61,32 @@ test('continue-fields-checked', () => {
   rejects(14, { ...ok, received: -1 }, 'frame-malformed', 'received');
   rejects(14, { ...ok, ended: 'yes' }, 'frame-malformed', 'ended');
   rejects(14, { ...ok, extra: 1 }, 'frame-malformed', 'extra');
+  // Each field must be there: a CONTINUE that leaves one out is not read as a default.
+  for (const field of Object.keys(ok)) {
+    const rest: Record<string, unknown> = { ...ok };
+    delete rest[field];
+    rejects(14, rest, 'frame-malformed', field);
+  }
+  rejects(14, { ...ok, session: 'A'.repeat(32) }, 'frame-malformed', 'session');
+  rejects(14, { ...ok, session: 'a'.repeat(31) }, 'frame-malformed', 'session');
+  rejects(14, { ...ok, channel: -1 }, 'frame-malformed', 'channel');
+  rejects(14, { ...ok, channel: 1.5 }, 'frame-malformed', 'channel');
+  rejects(14, { ...ok, channel: '0' }, 'frame-malformed', 'channel');
+  // The secret is exactly 32 bytes in canonical base64: no more, no padding tricks, no other alphabet.
+  rejects(14, { ...ok, secret: Buffer.alloc(33, 1).toString('base64') }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, secret: `${ok.secret} ` }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, secret: Buffer.alloc(32, 0xfb).toString('base64url') }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, secret: ok.secret.replace(/=$/, '') }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, secret: '' }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, secret: 1 }, 'frame-malformed', 'secret');
+  rejects(14, { ...ok, received: 1.5 }, 'frame-malformed', 'received');
+  rejects(14, { ...ok, received: Number.MAX_SAFE_INTEGER + 1 }, 'frame-malformed', 'received');
+  rejects(14, { ...ok, received: '0' }, 'frame-malformed', 'received');
+  rejects(14, { ...ok, ended: 1 }, 'frame-malformed', 'ended');
+  rejects(15, { received: -1, ended: false, secret: ok.secret }, 'frame-malformed', 'received');
+  rejects(15, { received: 0, ended: false, secret: ok.secret, extra: 1 }, 'frame-malformed', 'extra');
+  rejects(6, { secret: Buffer.alloc(16, 1).toString('base64') }, 'frame-malformed', 'secret');
+  assert.equal(decodeMessage({ type: 14, body: ok }).type, 14);
   rejects(15, { received: 0, ended: false }, 'frame-malformed', 'secret');
   rejects(2, { version: 2, mechanisms: ['PLAIN'], instance: 'not-hex' }, 'frame-malformed', 'instance');
 });
