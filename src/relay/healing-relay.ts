@@ -152,9 +152,9 @@ export class HealingRelay implements ChannelRelay {
     this.sendAck();
   }
 
-  /** The peer has sent a record over the current hop: after a CONTINUE, proof that it took our CONTINUED. */
+  /** The peer has sent a record over the latest hop (lost since or not): after a CONTINUE, proof that it took our CONTINUED. */
   get hopConfirmed(): boolean {
-    return this.hop !== undefined && this.heardOnHop;
+    return this.heardOnHop;
   }
 
   get closing(): boolean {

@@ -318,7 +318,9 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     await refused('heal-denied', { ...right, received });
     assert.deepEqual(snapshot(a), again);
 
-    // Two CONTINUEs with the current secret at once: one goes on, the other finds it used.
+    // Two CONTINUEs with the current secret at once: one goes on; the other finds the
+    // channel connected again (its secret stays valid until the winner's first record,
+    // in case the winner's CONTINUED was lost on the way), so it is told heal-live.
     const [c1, c2] = await Promise.all([dial(), dial()]);
     const now = { ...right, secret: reply.secret, received };
     const from = b.logs.mark();
@@ -327,8 +329,8 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     const lost = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     assert.equal(won.length, 1, 'exactly one CONTINUE may take the channel');
     assert.equal(lost.length, 1);
-    assert.ok(code('heal-denied')(lost[0]));
-    await b.logs.waitFor({ event: 'channel-refused', cause: 'heal-denied' }, 10_000, from);
+    assert.ok(code('heal-live')(lost[0]));
+    await b.logs.waitFor({ event: 'channel-refused', cause: 'heal-live' }, 10_000, from);
     assert.equal(a.relay.heals, 2);
     const w = won[0];
     assert.ok(w?.status === 'fulfilled');
