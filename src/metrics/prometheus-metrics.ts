@@ -63,7 +63,7 @@ export class PrometheusMetrics implements GatewayMetrics {
   private readonly handshakeFailures: Counter<'role' | 'cause'>;
   private readonly handshakeSeconds: Histogram<'role'>;
   private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
-  private readonly peerUp: Gauge<'route' | 'peer'>;
+  private readonly peerUp: Gauge<'route' | 'peer' | 'path'>;
 
   constructor(registry: Registry, channels: ChannelSource, names: MetricNames) {
     const registers = [registry];
@@ -116,7 +116,7 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
     // With workers every process probes; the peer is up only if every probe got through.
-    this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer'], registers, aggregator: 'min' });
+    this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer over this path (peer address) passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer', 'path'], registers, aggregator: 'min' });
     // Series exist from the start so rate() and increase() see the first event.
     for (const role of ROLES) this.handshakeSeconds.zero({ role });
     for (const p of paths) {
@@ -148,8 +148,9 @@ export class PrometheusMetrics implements GatewayMetrics {
     if (session !== undefined) this.sessionsTotal.inc({ ...path, outcome: session });
   }
 
-  peerProbed(route: string, peer: string, up: boolean): void {
-    this.peerUp.set({ route, peer }, up ? 1 : 0);
+  peerProbed(route: string, peer: string, path: string, up: boolean): void {
+    // `path` is one of the route's configured addresses (at most 8): the series stay bounded by the config.
+    this.peerUp.set({ route, peer, path }, up ? 1 : 0);
   }
 
   /** Sets the expiry gauges to the identity in use; called at start and after each successful reload. */

@@ -57,7 +57,7 @@ export type MetricsEvent =
   | { kind: 'handshakeSucceeded'; role: Role }
   | { kind: 'handshakeFailed'; role: Role; cause: ErrorCode }
   | { kind: 'channelEnded'; channel: ObservedChannel; outcome: Outcome }
-  | { kind: 'peerProbed'; up: boolean };
+  | { kind: 'peerProbed'; path: string; up: boolean };
 
 /** GatewayMetrics that keep every event and let a test wait for one. */
 export class RecordingMetrics implements GatewayMetrics {
@@ -76,8 +76,8 @@ export class RecordingMetrics implements GatewayMetrics {
     this.push({ kind: 'channelEnded', channel, outcome });
   }
 
-  peerProbed(_route: string, _peer: string, up: boolean): void {
-    this.push({ kind: 'peerProbed', up });
+  peerProbed(_route: string, _peer: string, path: string, up: boolean): void {
+    this.push({ kind: 'peerProbed', path, up });
   }
 
   /** Causes of the handshakes that failed in `role`, in order. */
@@ -147,7 +147,7 @@ export function routeConfig(serverPort: number, o: Partial<RouteConfig> = {}): R
   return {
     name: 'to-b',
     listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    peer: { host: '127.0.0.1', port: serverPort },
+    peers: [{ host: '127.0.0.1', port: serverPort }],
     peerName: 'host-b',
     target: TARGET,
     user: USER,
