@@ -167,7 +167,6 @@ export class PeerProbe {
       const p = this.paths[i] as PathState;
       p.lastChecked = at;
       if (r === undefined) p.lastOk = at;
-      this.o.onResult(i, r === undefined);
     });
     // Ups first, so that a path's down line can name the path channels take instead.
     results.forEach((r, i) => (r === undefined ? this.up(i, at) : undefined));
@@ -177,6 +176,8 @@ export class PeerProbe {
       this.routeState = route;
       this.routeSince = at;
     }
+    // Last: whoever hears of a result finds status() and firstPathUp() already telling it.
+    results.forEach((r, i) => this.o.onResult(i, r === undefined));
   }
 
   /** One path's probe: undefined when it passed, else why not. */

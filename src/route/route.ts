@@ -146,7 +146,7 @@ export class Route {
     let peer: PeerSocket | undefined;
     try {
       const onPathFailed = (p: number, e: VmgateError): void =>
-        log.info({ event: 'path-failed', path: p, address: this.peerClient.pathName(p), cause: e.code }, `path ${p + 1} to ${cfg.peerName} failed (${e.code}): ${e.message}; trying the next`);
+        log.debug({ event: 'path-failed', path: p, address: this.peerClient.pathName(p), cause: e.code }, `path ${p + 1} to ${cfg.peerName} failed (${e.code}): ${e.message}; trying the next`);
       const opened = await this.peerClient.open(session, channel, { port, signal: abandon.signal, onPathFailed });
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
