@@ -14,7 +14,7 @@ const ms = (min: number, max: number) => z.number().int().min(min).max(max).desc
 const group = z.union([z.string().min(1), z.number().int().min(0)]).describe('a group name, or a group number (0 or more)');
 
 /** The most paths (peer addresses) one route may have. */
-export const MAX_PEER_PATHS = 8;
+const MAX_PEER_PATHS = 8;
 const hostPort = z.string().describe('HOST:PORT (or [IPv6]:PORT) of the peer gateway');
 
 const allowRuleSchema = z.object({
