@@ -39,7 +39,10 @@ export const MAX_ADMIN_REQUEST = 4096;
 export interface RouteStatus {
   name: string;
   listen: string;
-  /** The verdict of the route's last peer probe (with workers: the least healthy among them). */
+  /**
+   * The verdict of the route's last peer probe (with workers: the least
+   * healthy among them): the route's, and in `paths` each peer address's.
+   */
   peer?: PeerProbeStatus | undefined;
 }
 

@@ -58,22 +58,32 @@ export async function checkConfig(file: string, o: CheckConfigOptions = {}): Pro
   if (firstAsUser) return { report: lines.join('\n'), failure: asUser.length === 1 ? firstAsUser : new VmgateError(firstAsUser.code, `${asUser.length} problem(s) as the daemon's user; the first: ${firstAsUser.message}`) };
   const first = refusals[0];
   if (first === undefined) return { report: lines.join('\n') };
-  return { report: lines.join('\n'), failure: new VmgateError(first.code, `${refusals.length} route(s) could not open a channel; the first: ${first.message}`) };
+  return { report: lines.join('\n'), failure: new VmgateError(first.code, `a channel could not be opened over ${refusals.length} path(s); the first: ${first.message}`) };
 }
 
-/** One PROBE per route, one after the other; adds a line per route and returns the refusals. */
+/**
+ * One PROBE per path of each route (each address of its peer), one after
+ * the other; adds a line per path and returns the refusals. Every path is
+ * checked, not just the first that answers: a second network that does not
+ * work is found now, not when the first one fails.
+ */
 async function probePeers(config: Config, state: Reloadable, lines: string[]): Promise<VmgateError[]> {
   const refusals: VmgateError[] = [];
   for (const r of config.routes) {
-    const who = `route ${r.name}: peer ${r.peerName} (${formatHostPort(r.peer)}) target ${r.target}`;
-    const started = Date.now();
-    try {
-      await new PeerClient(r, () => state.identity, () => state.passwords.get(r.name) ?? '').probe();
-      lines.push(`${who}: reachable, authenticated and allowed (${Date.now() - started} ms)`);
-    } catch (e: unknown) {
-      const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
-      lines.push(`${who}: a migration on this route would fail now (${err.code}): ${err.message}`);
-      refusals.push(new VmgateError(err.code, `${who}: ${err.message}`));
+    const client = new PeerClient(r, () => state.identity, () => state.passwords.get(r.name) ?? '');
+    for (let i = 0; i < r.peers.length; i += 1) {
+      const which = r.peers.length > 1 ? ` path ${i + 1} of ${r.peers.length}` : '';
+      const who = `route ${r.name}: peer ${r.peerName}${which} (${client.pathName(i)}) target ${r.target}`;
+      const started = Date.now();
+      try {
+        await client.probePath(i);
+        lines.push(`${who}: reachable, authenticated and allowed (${Date.now() - started} ms)`);
+      } catch (e: unknown) {
+        const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
+        const verdict = r.peers.length > 1 ? 'a channel over this path would fail now' : 'a migration on this route would fail now';
+        lines.push(`${who}: ${verdict} (${err.code}): ${err.message}`);
+        refusals.push(new VmgateError(err.code, `${who}: ${err.message}`));
+      }
     }
   }
   return refusals;
@@ -90,7 +100,7 @@ function explain(c: Config): string[] {
     }
   }
   for (const r of c.routes) {
-    out.push(`route ${r.name}: QEMU migrates to ${formatEndpoint(r.listen)} -> ${formatHostPort(r.peer)} (${r.peerName}) target ${r.target} as ${r.user}`);
+    out.push(`route ${r.name}: QEMU migrates to ${formatEndpoint(r.listen)} -> ${r.peers.map(formatHostPort).join(', else ')} (${r.peerName}) target ${r.target} as ${r.user}`);
     if (r.listen.kind === 'tcp-range') {
       out.push(`  each port P of ${r.listen.first}-${r.listen.last} carries its own migrations to port P of target ${r.target} on ${r.peerName} (its range must hold ${r.listen.first}-${r.listen.last}); set migration_port_min = ${r.listen.first} and migration_port_max = ${r.listen.last} in qemu.conf on both hosts`);
     }

@@ -1,5 +1,6 @@
 import { adminRequest } from '../admin/admin-client.js';
 import type { RouteStatus, StatusReply } from '../admin/admin-protocol.js';
+import type { PathProbeStatus } from '../route/peer-probe.js';
 import type { SessionView } from '../session/session-view.js';
 
 /** `vmgate sessions|cancel|status`: clients of a running gateway's control socket. */
@@ -103,17 +104,27 @@ export async function statusText(socket: string): Promise<string> {
   ].join('\n');
 }
 
-/** One line per route, with the verdict of its last peer probe. */
+/**
+ * One line per route, with the verdict of its last peer probe; for a peer
+ * with several addresses, then one line per path with its own verdict.
+ */
 function routeLines(routes: RouteStatus[]): string[] {
   if (routes.length === 0) return ['  routes: none'];
-  return routes.map((x) => {
+  return routes.flatMap((x) => {
     const p = x.peer;
-    const peer = p === undefined ? ''
-      : p.state === 'up' ? `; peer up (last check ${p.lastOk ?? '?'})`
-      : p.state === 'down' ? `; peer DOWN since ${p.since ?? '?'} (${p.cause ?? '?'}): ${p.message ?? ''}`
-      : '; peer not checked yet';
-    return `  route ${x.name} (${x.listen})${peer}`;
+    const paths = p?.paths ?? [];
+    const peer = p === undefined ? '' : `; peer ${verdict(p)}`;
+    const line = `  route ${x.name} (${x.listen})${peer}`;
+    if (paths.length < 2) return [line];
+    return [line, ...paths.map((q, i) => `    path ${i + 1} ${q.address}: ${verdict(q)}`)];
   });
+}
+
+/** A probe verdict in words: the route's, or one path's. */
+function verdict(p: Pick<PathProbeStatus, 'state' | 'since' | 'lastOk' | 'cause' | 'message'>): string {
+  if (p.state === 'up') return `up (last check ${p.lastOk ?? '?'})`;
+  if (p.state === 'down') return `DOWN since ${p.since ?? '?'} (${p.cause ?? '?'}): ${p.message ?? ''}`;
+  return 'not checked yet';
 }
 
 function size(bytes: number): string {

@@ -33,6 +33,11 @@ export function describeIssue(issue: z.core.$ZodIssue, root: unknown, schema: z.
     const parent = keyPath(issue.path.slice(0, -1));
     return [problem(key, 'bad-value', `${JSON.stringify(name)} is not a valid name under ${parent}; a name is ${NAME_RULE}.`)];
   }
+  if (issue.code === 'invalid_union') {
+    // A key that takes one of several shapes (a string or a list): speak of the shape the value has.
+    const branch = typedBranch(issue.errors);
+    if (branch !== undefined) return branch.flatMap((i) => describeIssue({ ...i, path: [...issue.path, ...i.path] }, root, schema));
+  }
   const value = valueAt(root, issue.path);
   const expected = expectation(schemaAt(schema, issue.path));
   if (value === undefined) return [problem(key, 'missing', `${key} is missing; it must be ${expected}.`)];
@@ -68,6 +73,16 @@ export function suggest(name: string, known: readonly string[]): string | undefi
   return byLower.get(best);
 }
 
+/**
+ * Of a union's failed branches, the one whose type the value had (its
+ * issues are about what is inside, not "expected string"); undefined when
+ * the value has none of the types, or more than one branch fits.
+ */
+function typedBranch(branches: z.core.$ZodIssue[][]): z.core.$ZodIssue[] | undefined {
+  const typed = branches.filter((b) => !(b.length === 1 && b[0]?.code === 'invalid_type' && b[0].path.length === 0));
+  return typed.length === 1 ? typed[0] : undefined;
+}
+
 function kindOf(issue: z.core.$ZodIssue, value: unknown): ConfigProblemKind {
   switch (issue.code) {
     case 'custom':
@@ -76,6 +91,9 @@ function kindOf(issue: z.core.$ZodIssue, value: unknown): ConfigProblemKind {
       return issue.expected === 'int' ? 'out-of-range' : 'wrong-type';
     case 'not_multiple_of':
       return 'out-of-range';
+    case 'invalid_union':
+      // Here only when no shape the key takes has the value's type (typedBranch).
+      return 'wrong-type';
     case 'too_small':
     case 'too_big':
       return issue.origin === 'number' || issue.origin === 'int' ? 'out-of-range' : 'bad-value';
@@ -110,9 +128,20 @@ function schemaAt(schema: z.ZodType, path: Path): z.ZodType | undefined {
     if (s instanceof z.ZodObject) s = (s.shape as Record<string, z.ZodType>)[String(k)];
     else if (s instanceof z.ZodRecord) s = s.valueType as z.ZodType;
     else if (s instanceof z.ZodArray) s = s.element as z.ZodType;
+    else if (s instanceof z.ZodUnion) s = unionStep(s.options as z.ZodType[], k);
     else return undefined;
   }
   return s;
+}
+
+/** The option of a union that a path step leads into: a list for an index, a mapping for a key. */
+function unionStep(options: z.ZodType[], k: PropertyKey): z.ZodType | undefined {
+  for (const o of options.map(unwrap)) {
+    if (typeof k === 'number' && o instanceof z.ZodArray) return o.element as z.ZodType;
+    if (typeof k !== 'number' && o instanceof z.ZodObject) return (o.shape as Record<string, z.ZodType>)[String(k)];
+    if (typeof k !== 'number' && o instanceof z.ZodRecord) return o.valueType as z.ZodType;
+  }
+  return undefined;
 }
 
 function unwrap(s: z.ZodType | undefined): z.ZodType | undefined {

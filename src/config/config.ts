@@ -60,7 +60,11 @@ export interface RouteConfig {
   name: string;
   /** A range: one listener per port, one migration session per port at a time. */
   listen: LocalPorts;
-  peer: HostPort;
+  /**
+   * The peer gateway's addresses (1 to 8), the preferred first: each is a
+   * path to the same gateway (e.g. a migration network, then management).
+   */
+  peers: HostPort[];
   peerName: string;
   target: string;
   user: string;

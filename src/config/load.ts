@@ -6,7 +6,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError, VmgateError, messageOf, type ConfigProblem } from '../errors.js';
 import { describeIssue, problem } from './config-problems.js';
 import type { Config, RouteConfig, ServerConfig, TargetConfig, TlsFiles } from './config.js';
-import { formatEndpoint, isLoopback, parseHostPort, parseLocalPorts, type LocalPorts } from './endpoint.js';
+import { formatEndpoint, formatHostPort, isLoopback, parseHostPort, parseLocalPorts, type HostPort, type LocalPorts } from './endpoint.js';
 import { configSchema, type RawConfig } from './schema.js';
 
 /** File names of QEMU's tls-creds-x509 directory layout. */
@@ -190,12 +190,10 @@ function resolveMetrics(raw: NonNullable<RawConfig['metrics']>, problems: Config
 
 function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: string) => string, base: string, problems: ConfigProblem[]): RouteConfig {
   const key = `routes.${name}`;
-  const peer = parseHostPort(raw.peer);
-  if (typeof peer === 'string') problems.push(problem(`${key}.peer`, 'bad-value', `${key}.peer is ${JSON.stringify(raw.peer)}; it must be ${peer}.`));
   return {
     name,
     listen: localEndpoint(`${key}.listen`, raw.listen, base, raw.unsafeAllowNonLoopback, problems, true),
-    peer: typeof peer === 'string' ? { host: '', port: 0 } : peer,
+    peers: peerPaths(`${key}.peer`, raw.peer, problems),
     peerName: raw.peerName,
     target: raw.target,
     user: raw.user,
@@ -204,4 +202,32 @@ function resolveRoute(name: string, raw: RawConfig['routes'][string], abs: (p: s
     probeIntervalMs: raw.probeIntervalMs,
     socketGroup: raw.socketGroup,
   };
+}
+
+/**
+ * `routes.NAME.peer`: one address, or a list of them in order of preference
+ * (each a path to the same peer gateway). A list entry's problems name its
+ * index (`routes.to-b.peer[1]`). The same address twice is refused: the
+ * second path would fail whenever the first does, which is not what a
+ * second path is for.
+ */
+function peerPaths(key: string, raw: string | string[], problems: ConfigProblem[]): HostPort[] {
+  const list = typeof raw === 'string' ? [raw] : raw;
+  const seen = new Map<string, string>();
+  return list.map((text, i) => {
+    const at = typeof raw === 'string' ? key : `${key}[${i}]`;
+    const hp = parseHostPort(text);
+    if (typeof hp === 'string') {
+      problems.push(problem(at, 'bad-value', `${at} is ${JSON.stringify(text)}; it must be ${hp}.`));
+      return { host: '', port: 0 };
+    }
+    const name = formatHostPort(hp).toLowerCase();
+    const first = seen.get(name);
+    if (first !== undefined) {
+      problems.push(problem(at, 'bad-value', `${at} is ${JSON.stringify(text)}, the same address as ${first}; each path must be another address of the peer gateway (another network), so drop the duplicate.`));
+    } else {
+      seen.set(name, at);
+    }
+    return hp;
+  });
 }

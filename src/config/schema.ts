@@ -14,6 +14,10 @@ const ms = (min: number, max: number) => z.number().int().min(min).max(max).desc
 const bytes = (min: number, max: number) => z.number().int().min(min).max(max).describe(`a whole number of bytes from ${min} to ${max}`);
 const group = z.union([z.string().min(1), z.number().int().min(0)]).describe('a group name, or a group number (0 or more)');
 
+/** The most paths (peer addresses) one route may have. */
+const MAX_PEER_PATHS = 8;
+const hostPort = z.string().describe('HOST:PORT (or [IPv6]:PORT) of the peer gateway');
+
 const allowRuleSchema = z.object({
   peer: z.string().min(1).describe('a certificate name (DNS SAN or CN), or "*" for any verified peer'),
   user: z.string().min(1).describe('a SASL user name, or "*" for any authenticated user'),
@@ -38,7 +42,14 @@ const serverSchema = z.object({
 
 const routeSchema = z.object({
   listen: z.string().describe('tcp:HOST:PORT or unix:/path'),
-  peer: z.string().describe('HOST:PORT (or [IPv6]:PORT) of the peer gateway'),
+  /**
+   * The peer gateway's address, or a list of 1 to 8 (its paths), the
+   * preferred first: a second network for when the first one fails.
+   */
+  peer: z.union([
+    hostPort,
+    z.array(hostPort).min(1).max(MAX_PEER_PATHS).describe(`a list of 1 to ${MAX_PEER_PATHS} HOST:PORT addresses of the peer gateway, the preferred first`),
+  ]).describe(`HOST:PORT (or [IPv6]:PORT) of the peer gateway, or a list of 1 to ${MAX_PEER_PATHS} of them, the preferred first`),
   peerName: z.string().min(1).describe("the name the peer's certificate carries (DNS SAN or CN)"),
   target: name,
   user: z.string().min(1).max(255).describe('a SASL user name of 1 to 255 bytes'),

@@ -31,8 +31,8 @@ export interface GatewayMetrics {
   handshakeFailed(role: Role, cause: ErrorCode): void;
   /** A channel's end was recorded with its final cause (after the causes were exchanged with the peer). */
   channelEnded(channel: ObservedChannel, outcome: Outcome): void;
-  /** A route's probe of its peer succeeded (up) or not. */
-  peerProbed(route: string, peer: string, up: boolean): void;
+  /** A route's probe of its peer over one path (`path`: its address, HOST:PORT) succeeded (up) or not. */
+  peerProbed(route: string, peer: string, path: string, up: boolean): void;
   /** A channel lost its link to the peer gateway and began to heal. */
   linkLost(role: Role, cause: ErrorCode): void;
   /** A healing channel went on over a new connection, after `resentBytes` were sent again. */

@@ -63,7 +63,7 @@ export class PrometheusMetrics implements GatewayMetrics {
   private readonly handshakeFailures: Counter<'role' | 'cause'>;
   private readonly handshakeSeconds: Histogram<'role'>;
   private readonly certExpiry: Gauge<'cert' | 'file' | 'subject'>;
-  private readonly peerUp: Gauge<'route' | 'peer'>;
+  private readonly peerUp: Gauge<'route' | 'peer' | 'path'>;
   private readonly linkLosses: Counter<'role' | 'cause'>;
   private readonly heals: Counter<'role'>;
   private readonly healFailures: Counter<'role' | 'cause'>;
@@ -120,7 +120,7 @@ export class PrometheusMetrics implements GatewayMetrics {
     this.handshakeSeconds = new Histogram({ name: 'vmgate_handshake_duration_seconds', help: 'Time to set up a channel that opened: TCP, TLS, SASL and OPEN (including the target connect)', labelNames: ['role'], buckets: HANDSHAKE_BUCKETS, registers });
     this.certExpiry = new Gauge({ name: 'vmgate_certificate_expiry_timestamp_seconds', help: 'notAfter of each loaded certificate, as a unix timestamp in seconds', labelNames: ['cert', 'file', 'subject'], registers, aggregator: 'min' });
     // With workers every process probes; the peer is up only if every probe got through.
-    this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer'], registers, aggregator: 'min' });
+    this.peerUp = new Gauge({ name: 'vmgate_peer_up', help: "1 when the route's last probe of its peer over this path (peer address) passed TLS, SASL and the target's allow-list; 0 when it failed", labelNames: ['route', 'peer', 'path'], registers, aggregator: 'min' });
     this.linkLosses = new Counter({ name: 'vmgate_link_losses_total', help: 'Times a channel lost its connection to the peer gateway and began to heal, by cause', labelNames: ['role', 'cause'], registers });
     this.heals = new Counter({ name: 'vmgate_heals_total', help: 'Times a healing channel went on over a new connection', labelNames: ['role'], registers });
     this.healFailures = new Counter({ name: 'vmgate_heal_failures_total', help: 'Channels that ended while healing, by cause (heal-expired, peer-restarted, ...)', labelNames: ['role', 'cause'], registers });
@@ -160,8 +160,9 @@ export class PrometheusMetrics implements GatewayMetrics {
     if (session !== undefined) this.sessionsTotal.inc({ ...path, outcome: session });
   }
 
-  peerProbed(route: string, peer: string, up: boolean): void {
-    this.peerUp.set({ route, peer }, up ? 1 : 0);
+  peerProbed(route: string, peer: string, path: string, up: boolean): void {
+    // `path` is one of the route's configured addresses (at most 8): the series stay bounded by the config.
+    this.peerUp.set({ route, peer, path }, up ? 1 : 0);
   }
 
   linkLost(role: Role, cause: ErrorCode): void {

@@ -18,8 +18,9 @@ export interface Continued {
   /** The secret the next CONTINUE must show. */
   secret: string;
   remainder: Buffer;
-  /** Which of the route's peer addresses carried it, for the log. */
-  path: string;
+  /** Which of the route's peer addresses carried it (0: the first), and its HOST:PORT for the log. */
+  path: number;
+  pathName: string;
   tlsResumed: boolean;
 }
 
@@ -47,6 +48,8 @@ const STILL_HEALING_LOG_MS = 30_000;
  */
 export class ChannelHealer {
   private secret: string;
+  /** The path (index into the route's peer addresses) the channel runs over now. */
+  path: number;
   private running = false;
 
   constructor(
@@ -57,11 +60,14 @@ export class ChannelHealer {
       channel: number;
       secret: string;
       instance: string;
+      /** The path it opened over. */
+      path: number;
       log: Logger;
       metrics: GatewayMetrics;
     },
   ) {
     this.secret = o.secret;
+    this.path = o.path;
   }
 
   /** The relay lost its link: heal it in the background. */
@@ -146,7 +152,8 @@ export class ChannelHealer {
       refuse('heal-counts', `the peer gateway says it has ${c.received} bytes of this channel${c.ended ? ' and its end' : ''}, which does not fit what was sent`);
     }
     const healed = relay.resume(c.hop, c.received, c.ended, c.remainder);
-    log.info({ event: 'link-healed', outageMs: healed.outageMs, resentBytes: healed.resentBytes, path: c.path, tlsResumed: c.tlsResumed }, `channel continued over ${c.path} after ${(healed.outageMs / 1000).toFixed(1)} s; resent ${healed.resentBytes} bytes`);
+    this.path = c.path;
+    log.info({ event: 'link-healed', outageMs: healed.outageMs, resentBytes: healed.resentBytes, path: c.path, address: c.pathName, tlsResumed: c.tlsResumed }, `channel continued over ${c.pathName} after ${(healed.outageMs / 1000).toFixed(1)} s; resent ${healed.resentBytes} bytes`);
     this.o.metrics.linkHealed('route', healed.resentBytes);
   }
 }

@@ -60,11 +60,14 @@ export class Route {
     this.peerClient = new PeerClient(deps.config, deps.identity, deps.password, deps.channel.healWindowMs > 0);
     this.causes = new SourceCauses(this.peerClient);
     const cfg = deps.config;
+    const pc = this.peerClient;
+    const paths = cfg.peers.map((_, i) => pc.pathName(i));
     this.probe = new PeerProbe({
       intervalMs: cfg.probeIntervalMs,
-      check: (signal) => this.peerClient.probe(signal),
-      onResult: (up) => deps.metrics.peerProbed(cfg.name, cfg.peerName, up),
-      describe: `${cfg.peerName} (${formatHostPort(cfg.peer)}) target ${cfg.target}`,
+      paths,
+      check: (path, signal) => pc.probePath(path, signal),
+      onResult: (path, up) => deps.metrics.peerProbed(cfg.name, cfg.peerName, paths[path] ?? '', up),
+      describe: (path) => describePath(cfg.peerName, cfg.target, paths, path),
       log: this.log,
     });
   }
@@ -79,9 +82,24 @@ export class Route {
     this.probe.now();
   }
 
-  /** The last probe's verdict on the peer, for `vmgate status`. */
+  /** The last probe's verdict on the peer, and on each path, for `vmgate status`. */
   peerStatus(): PeerProbeStatus {
     return this.probe.status();
+  }
+
+  /**
+   * The index of the most preferred path (0: the first address of
+   * `routes.NAME.peer`) the last probe found up; undefined when the probe
+   * found none up, has not run yet, or is off (probeIntervalMs 0). A
+   * channel on a later path may move back to this one.
+   */
+  firstPathUp(): number | undefined {
+    return this.probe.firstPathUp();
+  }
+
+  /** Path `i`'s address, HOST:PORT, for logs. */
+  pathName(i: number): string {
+    return this.peerClient.pathName(i);
   }
 
   get name(): string {
@@ -128,18 +146,21 @@ export class Route {
    */
   async carry(local: Socket, session: string, channel: number, port?: number): Promise<void> {
     const cfg = this.deps.config;
-    const log = this.log.child({ session, channel, peer: formatHostPort(cfg.peer), target: cfg.target, ...(port === undefined ? {} : { port }) });
+    const log = this.log.child({ session, channel, peer: this.peerClient.pathName(0), target: cfg.target, ...(port === undefined ? {} : { port }) });
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
     local.on('error', () => abandon.abort(new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened')));
     let peer: PeerSocket | undefined;
     try {
-      const opened = await this.peerClient.open(session, channel, { port, signal: abandon.signal });
+      const onPathFailed = (p: number, e: VmgateError): void =>
+        log.debug({ event: 'path-failed', path: p, address: this.peerClient.pathName(p), cause: e.code }, `path ${p + 1} to ${cfg.peerName} failed (${e.code}): ${e.message}; trying the next`);
+      const opened = await this.peerClient.open(session, channel, { port, signal: abandon.signal, onPathFailed });
       peer = opened.peer;
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
-      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed, heals: opened.heal !== undefined }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}`);
+      const via = this.peerClient.paths > 1 ? ` over path ${opened.path + 1} (${this.peerClient.pathName(opened.path)})` : '';
+      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed, path: opened.path, heals: opened.heal !== undefined }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}${via}`);
       const relay = this.relayFor(local, opened, session, channel, log);
       const owner = peer.serverCert.fingerprint256;
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner, port });
@@ -178,7 +199,7 @@ export class Route {
       budget: this.deps.budget,
       onLinkLost: (cause, message) => healer.lost(cause, message),
     });
-    const healer = new ChannelHealer({ peer: this.peerClient, relay, session, channel, ...heal, log, metrics: this.deps.metrics });
+    const healer = new ChannelHealer({ peer: this.peerClient, relay, session, channel, ...heal, path: opened.path, log, metrics: this.deps.metrics });
     relay.start({ tls: peer.tls, raw: peer.raw }, remainder);
     return relay;
   }
@@ -193,4 +214,10 @@ export class Route {
     return this.peerClient.abort(session, channels, code, message);
   }
 
+}
+
+/** Who a probe of path `i` checks, for its log lines: with several paths, which one it is. */
+function describePath(peerName: string, target: string, paths: readonly string[], i: number): string {
+  const which = paths.length > 1 ? ` path ${i + 1} of ${paths.length}` : '';
+  return `${peerName}${which} (${paths[i] ?? '?'}) target ${target}`;
 }

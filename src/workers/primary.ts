@@ -5,7 +5,7 @@ import { openControlSocket } from '../daemon/control.js';
 import { checkReload, type CheckedReload } from '../daemon/reloadable.js';
 import type { StatusReply } from '../admin/admin-protocol.js';
 import type { ChannelSelector, Daemon } from '../daemon/daemon.js';
-import type { PeerProbeStatus } from '../route/peer-probe.js';
+import type { PeerProbeStatus, PeerState } from '../route/peer-probe.js';
 import type { Config } from '../config/config.js';
 import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
@@ -420,13 +420,21 @@ function routeChannelKey(route: string, port: number | undefined, session: strin
   return `${route}/${port ?? ''}/${session}/${channel}`;
 }
 
-/** The least healthy peer verdict for `route` among the workers' status answers: down, then not checked, then up. */
+/**
+ * The least healthy peer verdict for `route` among the workers' status
+ * answers: down, then not checked, then up; and so for each path.
+ */
 function worstPeer(answers: readonly StatusReply[], route: string): PeerProbeStatus | undefined {
-  const rank = (p: PeerProbeStatus): number => (p.state === 'down' ? 0 : p.state === 'up' ? 2 : 1);
-  let worst: PeerProbeStatus | undefined;
-  for (const a of answers) {
-    const peer = a.routes.find((r) => r.name === route)?.peer;
-    if (peer !== undefined && (worst === undefined || rank(peer) < rank(worst))) worst = peer;
-  }
+  const peers = answers.flatMap((a) => a.routes.find((r) => r.name === route)?.peer ?? []);
+  const worst = worstOf(peers);
+  if (worst === undefined) return undefined;
+  const paths = worst.paths.map((p, i) => worstOf(peers.flatMap((q) => q.paths[i] ?? [])) ?? p);
+  return { ...worst, paths };
+}
+
+function worstOf<T extends { state: PeerState }>(verdicts: readonly T[]): T | undefined {
+  const rank = (p: T): number => (p.state === 'down' ? 0 : p.state === 'up' ? 2 : 1);
+  let worst: T | undefined;
+  for (const v of verdicts) if (worst === undefined || rank(v) < rank(worst)) worst = v;
   return worst;
 }

@@ -59,7 +59,7 @@ export type MetricsEvent =
   | { kind: 'handshakeSucceeded'; role: Role }
   | { kind: 'handshakeFailed'; role: Role; cause: ErrorCode }
   | { kind: 'channelEnded'; channel: ObservedChannel; outcome: Outcome }
-  | { kind: 'peerProbed'; up: boolean }
+  | { kind: 'peerProbed'; path: string; up: boolean }
   | { kind: 'linkLost'; role: Role; cause: ErrorCode }
   | { kind: 'linkHealed'; role: Role; resentBytes: number }
   | { kind: 'healFailed'; role: Role; cause: ErrorCode };
@@ -81,8 +81,8 @@ export class RecordingMetrics implements GatewayMetrics {
     this.push({ kind: 'channelEnded', channel, outcome });
   }
 
-  peerProbed(_route: string, _peer: string, up: boolean): void {
-    this.push({ kind: 'peerProbed', up });
+  peerProbed(_route: string, _peer: string, path: string, up: boolean): void {
+    this.push({ kind: 'peerProbed', path, up });
   }
 
   linkLost(role: Role, cause: ErrorCode): void {
@@ -164,7 +164,7 @@ export function routeConfig(serverPort: number, o: Partial<RouteConfig> = {}): R
   return {
     name: 'to-b',
     listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
-    peer: { host: '127.0.0.1', port: serverPort },
+    peers: [{ host: '127.0.0.1', port: serverPort }],
     peerName: 'host-b',
     target: TARGET,
     user: USER,

@@ -8,9 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { createServer, type TLSSocket } from 'node:tls';
+import type { HostPort } from '../../src/config/endpoint.js';
 import { ControlChannel } from '../../src/control/control-channel.js';
-import { PeerError } from '../../src/errors.js';
+import { PeerError, VmgateError } from '../../src/errors.js';
 import { encodeMessage, MessageType, PLAIN_VERSION } from '../../src/control/messages.js';
 import { destroyPeer } from '../../src/handshake/client.js';
 import { PeerClient } from '../../src/route/peer-client.js';
@@ -148,4 +150,110 @@ test('open: the session ticket of the first connection makes the second one resu
   assert.equal(first.peer.resumed, false, 'a new client starts with a full handshake');
   assert.equal(second.peer.resumed, true, 'the ticket of the first connection was offered and taken');
   assert.equal(second.peer.serverCert.fingerprint256, first.peer.serverCert.fingerprint256, 'a resumed session knows the certificate of the full one');
+});
+
+/** A client whose paths are `peers`, in that order. */
+function pathsClient(peers: HostPort[], password = b.password): PeerClient {
+  return new PeerClient(routeConfig(b.port, { peers }), () => clientId, () => password);
+}
+
+/** 127.0.0.2 at the server's port: nothing listens there (the server holds 127.0.0.1), so a dial is refused as on a network that is down. */
+const deadPath = (): HostPort => ({ host: '127.0.0.2', port: b.port });
+const realPath = (): HostPort => ({ host: '127.0.0.1', port: b.port });
+
+/** A TCP listener that counts the connections it gets and closes them: a path that must not be dialled. */
+async function countingListener(): Promise<{ path: HostPort; connections: () => number; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const server = createTcpServer((s) => {
+    sockets.push(s);
+    s.destroy();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    path: { host: '127.0.0.1', port: (server.address() as { port: number }).port },
+    connections: () => sockets.length,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+test('paths: connect moves on to the next path when a path refuses the connection, and says which one answered', { timeout: 30_000 }, async () => {
+  const pc = pathsClient([deadPath(), realPath()]);
+  assert.equal(pc.paths, 2);
+  assert.equal(pc.pathName(0), `127.0.0.2:${b.port}`);
+  const failed: Array<[number, string]> = [];
+  const { conn, path } = await pc.connect({ onPathFailed: (p, e) => failed.push([p, e.code]) });
+  conn.done();
+  destroyPeer(conn.peer);
+  assert.equal(path, 1);
+  assert.deepEqual(failed, [[0, 'peer-unreachable']]);
+
+  const n = target.sockets.length + 1;
+  const opened = await pc.open(session(), 0);
+  await target.connection(n);
+  destroyPeer(opened.peer);
+  assert.equal(opened.path, 1, 'open takes the first path that answers');
+  await pc.probe();
+  await pc.abort(session(), [0], 'cancelled', 'nothing runs in this session');
+});
+
+test('paths: firstPath starts at a later path, and probePath checks one path only', { timeout: 30_000 }, async () => {
+  const pc = pathsClient([realPath(), deadPath()]);
+  const first = await pc.connect();
+  first.conn.done();
+  destroyPeer(first.conn.peer);
+  assert.equal(first.path, 0);
+  const later = await pc.connect({ firstPath: 1 }).then(() => undefined, (e: unknown) => e);
+  assert.ok(later instanceof VmgateError, `expected a VmgateError, got ${String(later)}`);
+  assert.equal(later.code, 'peer-unreachable', 'from path 1 on, only the dead path is left: no wrap-around to path 0');
+  await pc.probePath(0);
+  const dead = await pc.probePath(1).then(() => undefined, (e: unknown) => e);
+  assert.ok(dead instanceof VmgateError);
+  assert.equal(dead.code, 'peer-unreachable');
+  const none = await pc.connect({ firstPath: 2 }).then(() => undefined, (e: unknown) => e);
+  assert.ok(none instanceof VmgateError);
+  assert.equal(none.code, 'internal', 'a path the route does not have is a caller bug');
+});
+
+test('paths: when every path fails, the error keeps the code and names each path', { timeout: 30_000 }, async () => {
+  const pc = pathsClient([deadPath(), { host: '127.0.0.3', port: b.port }]);
+  const err = await pc.connect().then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof VmgateError, `expected a VmgateError, got ${String(err)}`);
+  assert.ok(!(err instanceof PeerError), 'no peer said anything');
+  assert.equal(err.code, 'peer-unreachable');
+  assert.equal(err.detail?.['paths'], 2);
+});
+
+test('paths: a refusal from the peer (PeerError) on the first path is not tried on the next one', { timeout: 30_000 }, async () => {
+  const second = await countingListener();
+  try {
+    const from = b.metrics.events.length;
+    const pc = pathsClient([realPath(), second.path], 'not the password');
+    const failed: number[] = [];
+    const err = await pc.connect({ onPathFailed: (p) => failed.push(p) }).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof PeerError, `expected a PeerError, got ${String(err)}`);
+    assert.equal(err.code, 'auth-failed');
+    assert.deepEqual(failed, []);
+    assert.equal(second.connections(), 0, 'the second path was dialled after the peer refused us');
+    assert.deepEqual(b.metrics.events.slice(from).flatMap((e) => (e.kind === 'handshakeFailed' ? [e.cause] : [])), ['auth-failed'], 'one refusal at the peer: one attempt');
+    // The same through open(): a channel refused by the peer is not retried over another network.
+    const open = await pc.open(session(), 0).then(() => undefined, (e: unknown) => e);
+    assert.ok(open instanceof PeerError);
+    assert.equal(open.code, 'auth-failed');
+    assert.equal(second.connections(), 0);
+  } finally {
+    await second.close();
+  }
+});
+
+test('paths: a server our TLS checks refuse (wrong certificate name) is not tried on the next path', { timeout: 30_000 }, async () => {
+  const second = await countingListener();
+  try {
+    const pc = new PeerClient(routeConfig(b.port, { peers: [realPath(), second.path], peerName: 'host-c' }), () => clientId, () => b.password);
+    const err = await pc.connect().then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof VmgateError, `expected a VmgateError, got ${String(err)}`);
+    assert.equal(err.code, 'tls-name-mismatch');
+    assert.equal(second.connections(), 0);
+  } finally {
+    await second.close();
+  }
 });

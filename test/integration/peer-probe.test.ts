@@ -56,7 +56,7 @@ async function target(): Promise<{ port: number; connections: () => number; sock
 
 async function pair(
   targetPort: number,
-  route: Record<string, unknown>,
+  route: Record<string, unknown> | ((r: Record<string, unknown>) => void),
   o: { tweakB?: (c: Record<string, unknown>) => void; password?: string; logLevel?: string } = {},
 ): Promise<{ p: LocalPair; logs: CapturedLogs }> {
   const logs = captureLogs(o.logLevel ?? 'info');
@@ -69,7 +69,9 @@ async function pair(
     pkiB: pki.hostB,
     tweakA: (c) => {
       const routes = c['routes'] as Record<string, Record<string, unknown>>;
-      Object.assign(routes['to-b'] as Record<string, unknown>, route);
+      const r = routes['to-b'] as Record<string, unknown>;
+      if (typeof route === 'function') route(r);
+      else Object.assign(r, route);
       c['metrics'] = { listen: '127.0.0.1:0' };
       c['control'] = { socket: join(caseDir, 'a.sock') };
     },
@@ -297,6 +299,85 @@ test('check-config-peers: vmgate check-config --peers asks each route\'s peer on
     assert.equal(cliCode(refused.stderr), 'auth-failed', refused.stderr);
     assert.ok(refused.stderr.includes('route to-b'), `the error does not name the route: ${refused.stderr}`);
     assert.doesNotMatch(refused.stdout + refused.stderr, /not-the-password/, 'the password appears in the output');
+    assert.equal(t.connections(), 0, 'check-config connected the target');
+  } finally {
+    await p.stop(0);
+    await t.close();
+  }
+});
+
+/**
+ * Two paths to host-b: 127.0.0.2 at host-b's port first, where nothing
+ * listens (host-b holds 127.0.0.1 only), as a network that is down; then
+ * the real address. Returns the two addresses.
+ */
+function deadFirst(probeIntervalMs: number): { tweak: (r: Record<string, unknown>) => void; addresses: () => [string, string] } {
+  let real = '';
+  return {
+    tweak: (r) => {
+      real = String(r['peer']);
+      r['peer'] = [real.replace('127.0.0.1:', '127.0.0.2:'), real];
+      r['probeIntervalMs'] = probeIntervalMs;
+    },
+    addresses: () => [real.replace('127.0.0.1:', '127.0.0.2:'), real],
+  };
+}
+
+test('probe-paths: each path has its own verdict in the log, status, status --json and vmgate_peer_up', async () => {
+  const t = await target();
+  const paths = deadFirst(30_000);
+  const { p, logs } = await pair(t.port, paths.tweak);
+  const [dead, real] = paths.addresses();
+  try {
+    const down = await logs.waitFor({ gateway: 'host-a', event: 'peer-down' });
+    assert.equal(down['cause'], 'peer-unreachable');
+    assert.equal(down['path'], 0);
+    assert.equal(down['address'], dead);
+    const up = await logs.waitFor({ gateway: 'host-a', event: 'peer-up' });
+    assert.equal(up['path'], 1);
+    assert.equal(up['address'], real);
+    // Text is the product: the down line says that channels take the other path.
+    assert.match(String(down['msg']), /path 1 of 2 .*unusable \(peer-unreachable\).*channels take path 2/);
+
+    const peer = await peerOf(p);
+    assert.equal(peer.state, 'up', 'one path up: a migration would get through');
+    assert.deepEqual(peer.paths.map((q) => [q.address, q.state, q.cause]), [[dead, 'down', 'peer-unreachable'], [real, 'up', undefined]]);
+    assert.ok(peer.paths.every((q) => q.lastChecked !== undefined));
+
+    const socket = join(p.dir, 'a.sock');
+    const json = await runCli(['status', '--json', '--socket', socket]);
+    assert.equal(json.code, 0, json.stderr);
+    const routes = (JSON.parse(json.stdout) as { routes: Array<{ peer: PeerProbeStatus }> }).routes;
+    assert.deepEqual(routes[0]?.peer.paths.map((q) => [q.address, q.state, q.cause]), [[dead, 'down', 'peer-unreachable'], [real, 'up', undefined]]);
+    // `vmgate status` text is what the operator reads: a line per path under the route.
+    const text = await statusText(socket);
+    assert.match(text, /route to-b \(tcp:127\.0\.0\.1:\d+\); peer up/);
+    assert.ok(text.includes(`    path 1 ${dead}: DOWN since `) && text.includes('(peer-unreachable)'), text);
+    assert.ok(text.includes(`    path 2 ${real}: up (last check `), text);
+
+    const metrics = await scrape(p.a.metricsAddress());
+    assert.equal(metrics.value('vmgate_peer_up', { route: 'to-b', peer: 'host-b', path: dead }), 0);
+    assert.equal(metrics.value('vmgate_peer_up', { route: 'to-b', peer: 'host-b', path: real }), 1);
+    assert.equal(t.connections(), 0, 'a probe connected the target');
+  } finally {
+    await p.stop(0);
+    await t.close();
+  }
+});
+
+test('check-config-peers-paths: vmgate check-config --peers checks and prints every path of a route', async () => {
+  const t = await target();
+  const paths = deadFirst(0);
+  const { p } = await pair(t.port, paths.tweak);
+  const [dead, real] = paths.addresses();
+  try {
+    const r = await runCli(['check-config', '--as', 'root', '--peers', p.configFiles.a]);
+    // check-config's report is text for the operator: the text is the product.
+    assert.ok(r.stdout.includes(`route to-b: peer host-b path 1 of 2 (${dead}) target incoming: a channel over this path would fail now (peer-unreachable)`), r.stdout);
+    assert.match(r.stdout, new RegExp(`route to-b: peer host-b path 2 of 2 \\(${real.replace(/\./g, '\\.')}\\) target incoming: reachable, authenticated and allowed \\(\\d+ ms\\)`));
+    assert.ok(r.stdout.includes(`-> ${dead}, else ${real} (host-b)`), r.stdout);
+    assert.equal(r.code, 1, 'a path that does not work fails the check');
+    assert.equal(cliCode(r.stderr), 'peer-unreachable', r.stderr);
     assert.equal(t.connections(), 0, 'check-config connected the target');
   } finally {
     await p.stop(0);

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { connect, type Server, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
+import type { RouteConfig } from '../../src/config/config.js';
 import { Route } from '../../src/route/route.js';
 import { ReplayBudget } from '../../src/relay/replay-buffer.js';
 import { ChannelTable, type ChannelEntry } from '../../src/session/channel-table.js';
@@ -44,11 +45,11 @@ interface RouteFixture {
   close(): Promise<void>;
 }
 
-async function startRoute(password = b.password): Promise<RouteFixture> {
+async function startRoute(password = b.password, config: Partial<RouteConfig> = {}): Promise<RouteFixture> {
   const channels = new ChannelTable();
   const metrics = new RecordingMetrics();
   const logs = captureLogs('debug');
-  const route = new Route({ config: routeConfig(b.port), password: () => password, identity: () => hostA, channels, log: logs.log, closeGraceMs: 1_000, channel: testChannelConfig(), budget: new ReplayBudget(64 << 20), metrics });
+  const route = new Route({ config: routeConfig(b.port, config), password: () => password, identity: () => hostA, channels, log: logs.log, closeGraceMs: 1_000, channel: testChannelConfig(), budget: new ReplayBudget(64 << 20), metrics });
   await route.listen();
   const accepted: Socket[] = [];
   // The listeners are private (one per port of a range; one here); the sockets they accept are what "nothing was read" is about.
@@ -149,6 +150,58 @@ test('when QEMU resets its connection, the peer is told (ABORT) and ends its leg
     const ended = await b.metrics.waitFor('channelEnded', (e) => e.channel.session === there.session, from);
     assert.equal(ended.outcome, 'local-closed', 'the destination logs why the source ended, not a bare reset');
     await r.logs.waitFor({ event: 'abort-announced' });
+  } finally {
+    await r.close();
+  }
+});
+
+/**
+ * Two paths to the one peer: 127.0.0.2 first, where nothing listens (the
+ * server holds 127.0.0.1 only), so a connection there is refused as on a
+ * network that is down; the real peer second.
+ */
+const deadFirst = (): Pick<RouteConfig, 'peers'> => ({ peers: [{ host: '127.0.0.2', port: b.port }, { host: '127.0.0.1', port: b.port }] });
+
+test('paths: a channel opens over the second path when the first refuses connections, and says which path it took', { timeout: 30_000 }, async () => {
+  const r = await startRoute(b.password, deadFirst());
+  try {
+    const added = nextChannel(r.channels);
+    const n = target.sockets.length + 1;
+    const local = await r.dial();
+    const entry = await added;
+    const t = await target.connection(n);
+    const atTarget = new Promise<Buffer>((resolve) => t.once('data', resolve));
+    local.write('over the second network');
+    assert.equal((await atTarget).toString(), 'over the second network');
+    const skipped = await r.logs.waitFor({ event: 'path-failed' });
+    assert.equal(skipped['path'], 0);
+    assert.equal(skipped['cause'], 'peer-unreachable');
+    const open = await r.logs.waitFor({ event: 'channel-open' });
+    assert.equal(open['path'], 1, 'the channel took the second path');
+    assert.equal(entry.role, 'route');
+    assert.deepEqual(r.metrics.failures('route'), [], 'a path that failed before another answered is no refused channel');
+  } finally {
+    await r.close();
+  }
+});
+
+test('paths: firstPathUp is the most preferred path the last probe found up', { timeout: 30_000 }, async () => {
+  const r = await startRoute(b.password, { ...deadFirst(), probeIntervalMs: 1_000 });
+  try {
+    assert.equal(r.route.firstPathUp(), undefined, 'nothing is known before the first probe');
+    r.route.startProbe();
+    // One round probes both paths; the second one's verdict arrives by the end of the round.
+    await r.metrics.waitFor('peerProbed', (e) => e.path === `127.0.0.2:${b.port}` && !e.up);
+    await r.metrics.waitFor('peerProbed', (e) => e.path === `127.0.0.1:${b.port}` && e.up);
+    assert.equal(r.route.firstPathUp(), 1);
+    const status = r.route.peerStatus();
+    assert.equal(status.state, 'up', 'a route with one path up can migrate');
+    assert.deepEqual(status.paths.map((p) => [p.address, p.state, p.cause]), [
+      [`127.0.0.2:${b.port}`, 'down', 'peer-unreachable'],
+      [`127.0.0.1:${b.port}`, 'up', undefined],
+    ]);
+    assert.ok(status.paths.every((p) => p.lastChecked !== undefined), 'each path says when it was last checked');
+    assert.equal(r.route.pathName(0), `127.0.0.2:${b.port}`);
   } finally {
     await r.close();
   }

@@ -65,7 +65,7 @@ test('valid-config-resolves-paths-and-addresses', () => {
   assert.deepEqual(c.server?.listen, { host: '0.0.0.0', port: 7443 });
   assert.deepEqual(c.server?.targets.get('incoming')?.connect, { kind: 'tcp', host: '127.0.0.1', port: 49152 });
   assert.deepEqual(c.routes[0]?.listen, { kind: 'unix', path: '/run/vmgate/to-b.sock' });
-  assert.deepEqual(c.routes[0]?.peer, { host: '2001:db8::2', port: 7443 });
+  assert.deepEqual(c.routes[0]?.peers, [{ host: '2001:db8::2', port: 7443 }], 'one address is a route with one path');
   assert.equal(c.server?.handshakeTimeoutMs, 10_000, 'defaults are filled in');
 });
 
@@ -130,6 +130,56 @@ test('bad-address-is-explained', () => {
   const p = only(valid.replace('peer: "[2001:db8::2]:7443"', 'peer: host-b'), 'routes.to-b.peer', 'bad-value');
   plainSentence(p);
   assert.equal(p.message, 'routes.to-b.peer is "host-b"; it must be HOST:PORT (or [IPv6]:PORT).');
+});
+
+/** `valid` with routes.to-b.peer replaced by this YAML value (a flow list or a scalar). */
+const withPeer = (value: string): string => valid.replace('peer: "[2001:db8::2]:7443"', `peer: ${value}`);
+
+test('peer-list: a list of addresses is the route\'s paths, in the order given', () => {
+  const c = parseConfig(withPeer('["10.1.0.2:7443", "[2001:db8::2]:7443", host-b.example:7444]'), FILE);
+  assert.deepEqual(c.routes[0]?.peers, [
+    { host: '10.1.0.2', port: 7443 },
+    { host: '2001:db8::2', port: 7443 },
+    { host: 'host-b.example', port: 7444 },
+  ]);
+  const one = parseConfig(withPeer('["10.1.0.2:7443"]'), FILE);
+  assert.deepEqual(one.routes[0]?.peers, [{ host: '10.1.0.2', port: 7443 }], 'a list of one is one path');
+  const eight = Array.from({ length: 8 }, (_, i) => `"10.0.${i}.2:7443"`).join(', ');
+  assert.equal(parseConfig(withPeer(`[${eight}]`), FILE).routes[0]?.peers.length, 8);
+});
+
+test('peer-list: a bad entry is named by its index', () => {
+  const p = only(withPeer('["10.1.0.2:7443", host-b]'), 'routes.to-b.peer[1]', 'bad-value');
+  plainSentence(p);
+  assert.equal(p.message, 'routes.to-b.peer[1] is "host-b"; it must be HOST:PORT (or [IPv6]:PORT).');
+  const port = only(withPeer('["10.1.0.2:0", "10.2.0.2:7443"]'), 'routes.to-b.peer[0]', 'bad-value');
+  plainSentence(port);
+  const all = problems(withPeer('["nope", "10.2.0.2:7443", "[host]:1"]'));
+  assert.deepEqual(all.map((q) => q.key), ['routes.to-b.peer[0]', 'routes.to-b.peer[2]'], 'every bad entry, each by its index');
+});
+
+test('peer-list: an entry that is not text is named by its index', () => {
+  const p = only(withPeer('["10.1.0.2:7443", 7443]'), 'routes.to-b.peer[1]', 'wrong-type');
+  plainSentence(p);
+  assert.match(p.message, /^routes\.to-b\.peer\[1\] is 7443; it must be HOST:PORT/);
+});
+
+test('peer-list: the same address twice is refused, naming both entries', () => {
+  const p = only(withPeer('["10.1.0.2:7443", "10.2.0.2:7443", "10.1.0.2:7443"]'), 'routes.to-b.peer[2]', 'bad-value');
+  plainSentence(p);
+  assert.match(p.message, /routes\.to-b\.peer\[0\]/, 'the message names the entry it repeats');
+  // The same host under another spelling of its case is the same address.
+  only(withPeer('[HOST-B.example:7443, host-b.example:7443]'), 'routes.to-b.peer[1]', 'bad-value');
+  // One host on two ports is two paths (two listeners of the peer).
+  assert.equal(parseConfig(withPeer('["10.1.0.2:7443", "10.1.0.2:7444"]'), FILE).routes[0]?.peers.length, 2);
+});
+
+test('peer-list: an empty list, more than eight, or a mapping are refused with what the key takes', () => {
+  for (const value of ['[]', `[${Array.from({ length: 9 }, (_, i) => `"10.0.${i}.2:7443"`).join(', ')}]`, '{ host: 10.1.0.2 }']) {
+    const p = only(withPeer(value), 'routes.to-b.peer', value.startsWith('{') ? 'wrong-type' : 'bad-value');
+    plainSentence(p);
+    assert.match(p.message, /it must be HOST:PORT \(or \[IPv6\]:PORT\) of the peer gateway, or a list of 1 to 8 of them, the preferred first\.$/, p.message);
+  }
 });
 
 test('non-loopback-target-needs-the-unsafe-option', () => {
