@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { vmgateVersion } from '../metrics/build-info.js';
 import { cliFailure, commandOf } from './cli-errors.js';
 import { controlSocketPath, DEFAULT_CONTROL_SOCKET } from './control-socket-path.js';
@@ -31,9 +31,14 @@ program
 
 program
   .command('run')
-  .description('run the gateway daemon (logs JSON lines to stdout)')
+  .description('run the gateway daemon (logs to stdout: see --log-format)')
   .requiredOption('-c, --config <file>', 'YAML config file (see docs/configuration.md)')
-  .action(async (o: { config: string }) => (await import('./run.js')).runDaemon(o.config));
+  .addOption(
+    new Option('--log-format <format>', 'json: one JSON object per line; journal: the same, each line led by its syslog priority <N> for journald; pretty: readable lines; auto: journal under systemd, pretty on a terminal, else json')
+      .choices(['auto', 'json', 'journal', 'pretty'])
+      .default('auto'),
+  )
+  .action(async (o: { config: string; logFormat: 'auto' | 'json' | 'journal' | 'pretty' }) => (await import('./run.js')).runDaemon(o.config, o.logFormat));
 
 program
   .command('check-config')

@@ -5,7 +5,7 @@ import { loadFromChecked, loadFromDisk, loadReloadable, type CheckedReload, type
 import { formatHostPort } from '../config/endpoint.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { StatusReply } from '../admin/admin-protocol.js';
-import type { ChannelSelector, Daemon } from './daemon.js';
+import type { ChannelSelector, Daemon, ReloadObserver } from './daemon.js';
 import { openControlSocket } from './control.js';
 import type { Logger } from '../log/logger.js';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
@@ -45,6 +45,7 @@ export class Gateway implements Daemon {
   private inbound: InboundServer | undefined;
   private readonly routes: Route[] = [];
   private admin: Server | undefined;
+  reloadObserver: ReloadObserver | undefined;
   private stallWatch: StallWatch | undefined;
   private readonly startedAt = Date.now();
   private metrics: MetricsEndpoint | undefined;

@@ -48,7 +48,7 @@ export class Route {
   private readonly causes: SourceCauses;
 
   constructor(private readonly deps: RouteDeps) {
-    this.log = deps.log.child({ route: deps.config.name });
+    this.log = deps.log.child({ route: deps.config.name, peer: deps.config.peerName, remote: formatHostPort(deps.config.peer), target: deps.config.target, user: deps.config.user });
     this.peerClient = new PeerClient(deps.config, deps.identity, deps.password);
     this.causes = new SourceCauses(this.peerClient);
     const cfg = deps.config;
@@ -120,7 +120,7 @@ export class Route {
    */
   async carry(local: Socket, session: string, channel: number, port?: number): Promise<void> {
     const cfg = this.deps.config;
-    const log = this.log.child({ session, channel, peer: formatHostPort(cfg.peer), target: cfg.target, ...(port === undefined ? {} : { port }) });
+    const log = this.log.child({ session, channel, ...(port === undefined ? {} : { port }) });
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
