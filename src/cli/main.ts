@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { vmgateVersion } from '../metrics/build-info.js';
 import { cliFailure, commandOf } from './cli-errors.js';
 import { controlSocketPath, DEFAULT_CONTROL_SOCKET } from './control-socket-path.js';
+import { onStdoutEpipe } from '../util/stdout-epipe.js';
 
 // Each command loads its modules when it runs: `vmgate --help`, `status`,
 // `sessions` and `cancel` start without the daemon, PKI and config stacks
@@ -131,6 +132,10 @@ function channelNumber(text: string): number {
   if (!/^\d{1,4}$/.test(text) || Number(text) > 1023) throw new InvalidArgumentError('a channel is a number from 0 to 1023, as vmgate sessions shows');
   return Number(text);
 }
+
+// `vmgate sessions | head -1`: the reader is done, and so is the command
+// (sessions --watch would otherwise poll for ever into a closed pipe).
+onStdoutEpipe(() => process.exit(0));
 
 try {
   await program.parseAsync(process.argv);
