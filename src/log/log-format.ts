@@ -47,7 +47,7 @@ export function resolveLogFormat(choice: LogFormatChoice, facts: OutputFacts = s
   return facts.isTTY ? 'pretty' : 'json';
 }
 
-export function stdoutFacts(): OutputFacts {
+function stdoutFacts(): OutputFacts {
   let stdoutId: string | undefined;
   try {
     const st = fstatSync(1);

@@ -14,7 +14,7 @@ export function syslogPriority(level: number): number {
 }
 
 /** pino's level names, for people. */
-export function levelName(level: number): string {
+function levelName(level: number): string {
   if (level >= 60) return 'fatal';
   if (level >= 50) return 'error';
   if (level >= 40) return 'warn';
