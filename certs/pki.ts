@@ -12,6 +12,7 @@ import {
   renewCertificate, revokeCertificate, summarizeCrl, verifyHostDir, REVOCATION_REASONS, type CertificateSummary,
 } from '../src/pki/index.js';
 import { describeKeySpec } from '../src/pki/keys.js';
+import { onStdoutEpipe } from '../src/util/stdout-epipe.js';
 
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
@@ -278,6 +279,9 @@ async function runCli(argv: readonly string[], out: Print, err: Print): Promise<
   }
 }
 
+// `vmgate-pki list | head -1`: the reader has what it wanted; the command
+// still finishes what it was asked to do (files it writes), exit status 0.
+onStdoutEpipe(() => undefined);
 const stdout: Print = (line = '') => { process.stdout.write(`${line}\n`); };
 const stderr: Print = (line = '') => { process.stderr.write(`${line}\n`); };
 process.exitCode = await runCli(process.argv.slice(2), stdout, stderr);

@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   // configuration and files
   'config-invalid': 'the configuration file is invalid: a key, a value, or a file or group it names',
   'config-unreadable': 'a configuration or secret file could not be read',
+  'config-changed': 'the config file changed since the gateway started in a way that only a restart applies (routes, listeners, workers)',
   'file-insecure': 'a secret file is readable by group or others',
   'password-invalid': "a route's user name or password file cannot be sent in SASL PLAIN (empty, too long, or contains NUL)",
   'listen-failed': 'a listening socket could not be opened (address in use, no permission, a file in the way)',

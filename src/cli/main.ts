@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { vmgateVersion } from '../metrics/build-info.js';
 import { cliFailure, commandOf } from './cli-errors.js';
 import { controlSocketPath, DEFAULT_CONTROL_SOCKET } from './control-socket-path.js';
+import { onStdoutEpipe } from '../util/stdout-epipe.js';
 
 // Each command loads its modules when it runs: `vmgate --help`, `status`,
 // `sessions` and `cancel` start without the daemon, PKI and config stacks
@@ -31,9 +32,14 @@ program
 
 program
   .command('run')
-  .description('run the gateway daemon (logs JSON lines to stdout)')
+  .description('run the gateway daemon (logs to stdout: see --log-format)')
   .requiredOption('-c, --config <file>', 'YAML config file (see docs/configuration.md)')
-  .action(async (o: { config: string }) => (await import('./run.js')).runDaemon(o.config));
+  .addOption(
+    new Option('--log-format <format>', 'json: one JSON object per line; journal: the same, each line led by its syslog priority <N> for journald; pretty: readable lines; auto: journal under systemd, pretty on a terminal, else json')
+      .choices(['auto', 'json', 'journal', 'pretty'])
+      .default('auto'),
+  )
+  .action(async (o: { config: string; logFormat: 'auto' | 'json' | 'journal' | 'pretty' }) => (await import('./run.js')).runDaemon(o.config, o.logFormat));
 
 program
   .command('check-config')
@@ -126,6 +132,10 @@ function channelNumber(text: string): number {
   if (!/^\d{1,4}$/.test(text) || Number(text) > 1023) throw new InvalidArgumentError('a channel is a number from 0 to 1023, as vmgate sessions shows');
   return Number(text);
 }
+
+// `vmgate sessions | head -1`: the reader is done, and so is the command
+// (sessions --watch would otherwise poll for ever into a closed pipe).
+onStdoutEpipe(() => process.exit(0));
 
 try {
   await program.parseAsync(process.argv);

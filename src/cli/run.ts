@@ -1,8 +1,14 @@
 import { loadConfig } from '../config/load.js';
+import { observedReload } from '../daemon/control.js';
+import type { Daemon } from '../daemon/daemon.js';
 import { Gateway } from '../daemon/gateway.js';
 import { SystemdNotifier } from '../daemon/systemd-notify.js';
-import { createLogger } from '../log/logger.js';
+import { LOG_FORMAT_ENV, resolveLogFormat, type LogFormatChoice } from '../log/log-format.js';
+import { createLogger, stdoutDestination } from '../log/logger.js';
 import { WorkerPool } from '../workers/primary.js';
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+type DaemonSignal = (typeof SIGNALS)[number];
 
 /**
  * `vmgate run`: the daemon. SIGHUP reloads files (keeping the last good state
@@ -16,27 +22,50 @@ import { WorkerPool } from '../workers/primary.js';
  *
  * Under a `Type=notify` unit it tells systemd READY=1 once the gateway is
  * ready (after its `ready` log line), RELOADING=1 and READY=1 around a
- * SIGHUP reload, and STOPPING=1 when it starts to drain.
+ * reload (SIGHUP or `vmgate reload`), and STOPPING=1 when it starts to drain.
+ *
+ * Log lines go to stdout in `logFormat` (src/log/log-format.ts); every line
+ * carries the gateway's name as `gateway`.
  */
-export async function runDaemon(configFile: string): Promise<void> {
+export async function runDaemon(configFile: string, logFormat: LogFormatChoice = 'auto'): Promise<void> {
   const config = await loadConfig(configFile);
-  const log = createLogger(config.log.level);
-  const gateway = config.workers > 1
-    ? await WorkerPool.start(config, log.child({ gateway: config.name, process: 'primary' }))
-    : await Gateway.start(config, log.child({ gateway: config.name }));
-  const systemd = new SystemdNotifier(log.child({ gateway: config.name }));
+  const format = resolveLogFormat(logFormat);
+  // Workers share this stdout and write it the same way (src/workers/worker.ts).
+  process.env[LOG_FORMAT_ENV] = format;
+  const log = createLogger(config.log.level, stdoutDestination(format), { gateway: config.name });
+  // One signal handler from before the start to the end: a signal while the
+  // gateway starts (even just after its `ready` line) is kept and acted on
+  // once it runs. Removing a handler, even for a moment, would leave the
+  // signal to Node's default (exit at once).
+  const early: DaemonSignal[] = [];
+  let act = (signal: DaemonSignal): void => {
+    early.push(signal);
+  };
+  const onSignal = (signal: DaemonSignal): void => act(signal);
+  for (const s of SIGNALS) process.on(s, onSignal);
+  let gateway: Daemon;
+  try {
+    gateway = config.workers > 1 ? await WorkerPool.start(config, log.child({ process: 'primary' })) : await Gateway.start(config, log);
+  } catch (e: unknown) {
+    for (const s of SIGNALS) process.off(s, onSignal);
+    throw e;
+  }
+  const systemd = new SystemdNotifier(log);
   const serving = `serving as ${config.name}`;
   void systemd.ready(serving);
-  const onHup = (): void => {
-    log.info({ event: 'reloading', signal: 'SIGHUP' }, 'received SIGHUP: reloading certificates, CRL, credentials and allow-lists');
-    void systemd.reloading();
+  gateway.reloadObserver = {
+    reloading: () => void systemd.reloading(),
     // After a refused reload the last good state serves: ready again either way.
-    void gateway.reload().then((failed) => systemd.ready(failed ? `${serving}; the last reload was refused (${failed.code}), see the log` : serving));
+    reloaded: (failed) => void systemd.ready(failed ? `${serving}; the last reload was refused (${failed.code}), see the log` : serving),
   };
-  process.on('SIGHUP', onHup);
   await new Promise<void>((resolve) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
+    act = (signal) => {
+      if (signal === 'SIGHUP') {
+        log.info({ event: 'reloading', signal }, 'received SIGHUP: reloading certificates, CRL, credentials and allow-lists');
+        void observedReload(gateway);
+        return;
+      }
       if (stopping) {
         log.warn({ event: 'stopping', signal }, `received ${signal} again: ending all channels now`);
         void gateway.stop(0);
@@ -46,14 +75,11 @@ export async function runDaemon(configFile: string): Promise<void> {
       void systemd.stopping();
       log.info({ event: 'stopping', signal, graceMs: config.channel.shutdownGraceMs }, `received ${signal}: no new channels; waiting up to ${config.channel.shutdownGraceMs} ms for migrations in flight`);
       void gateway.stop(config.channel.shutdownGraceMs).then(() => {
-        process.off('SIGTERM', stop);
-        process.off('SIGINT', stop);
-        process.off('SIGHUP', onHup);
+        for (const s of SIGNALS) process.off(s, onSignal);
         log.info({ event: 'stopped' }, 'stopped');
         resolve();
       });
     };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
+    for (const s of early.splice(0)) act(s);
   });
 }

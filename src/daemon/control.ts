@@ -29,9 +29,22 @@ async function answer(daemon: Daemon, req: AdminRequest, log: Logger): Promise<A
     }
     case 'reload': {
       log.info({ event: 'reloading', via: 'control' }, 'reload requested on the control socket: reloading certificates, CRL, credentials and allow-lists');
-      const failed = await daemon.reload();
+      const failed = await observedReload(daemon);
       if (failed) throw failed;
       return { reloaded: true };
     }
+  }
+}
+
+/** A reload asked for from outside (SIGHUP, the control socket), told to `daemon.reloadObserver`. */
+export async function observedReload(daemon: Daemon): Promise<VmgateError | undefined> {
+  daemon.reloadObserver?.reloading();
+  let failed: VmgateError | undefined;
+  try {
+    failed = await daemon.reload();
+    return failed;
+  } finally {
+    // Also when reload() threw: systemd must not be left thinking a reload is running.
+    daemon.reloadObserver?.reloaded(failed);
   }
 }

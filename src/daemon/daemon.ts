@@ -18,6 +18,8 @@ export interface Daemon {
   endChannels(sel: ChannelSelector, cause: ErrorCode, message: string): Promise<number>;
   /** Re-reads the config and every file it names; on any error the last good state stays and the error is returned. */
   reload(): Promise<VmgateError | undefined>;
+  /** Told of every reload asked for from outside (SIGHUP, the control socket): `vmgate run` tells systemd. */
+  reloadObserver: ReloadObserver | undefined;
   /**
    * Drain, then stop: no new channels; those in flight may finish for up to
    * `graceMs`, the rest end with cause `shutdown`. Called again while
@@ -32,6 +34,12 @@ export interface Daemon {
   routeAddress(name: string): string | undefined;
   /** The metrics listener's bound address; undefined when metrics are off. */
   metricsAddress(): { host: string; port: number } | undefined;
+}
+
+/** Hears that a reload begins and how it ended (`failed` undefined: the new files serve). */
+export interface ReloadObserver {
+  reloading(): void;
+  reloaded(failed: VmgateError | undefined): void;
 }
 
 /** Which channels: a whole session, or one channel of it. */

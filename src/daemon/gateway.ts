@@ -6,7 +6,7 @@ import { loadFromChecked, loadFromDisk, loadReloadable, type CheckedReload, type
 import { formatHostPort } from '../config/endpoint.js';
 import { VmgateError, messageOf, type ErrorCode } from '../errors.js';
 import type { StatusReply } from '../admin/admin-protocol.js';
-import type { ChannelSelector, Daemon } from './daemon.js';
+import type { ChannelSelector, Daemon, ReloadObserver } from './daemon.js';
 import { openControlSocket } from './control.js';
 import type { Logger } from '../log/logger.js';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
@@ -46,6 +46,7 @@ export class Gateway implements Daemon {
   private inbound: InboundServer | undefined;
   private readonly routes: Route[] = [];
   private admin: Server | undefined;
+  reloadObserver: ReloadObserver | undefined;
   private stallWatch: StallWatch | undefined;
   private readonly startedAt = Date.now();
   private metrics: MetricsEndpoint | undefined;
@@ -118,11 +119,16 @@ export class Gateway implements Daemon {
     return this.inbound;
   }
 
-  /** The route named `name`; a worker whose config lacks it was started from a newer file than the primary. */
+  /**
+   * The route named `name`. Only a worker can lack one the primary hands it:
+   * a replacement worker reads the config file as it is now, and routes are
+   * applied only at a restart, so the file was edited since the gateway
+   * started. The file itself may be valid: `config-changed`, not `config-invalid`.
+   */
   route(name: string): Route {
     const route = this.routes.find((r) => r.name === name);
     if (route) return route;
-    throw new VmgateError('config-invalid', `route ${name} is not in this worker's config; restart the gateway after changing routes`);
+    throw new VmgateError('config-changed', `route ${name} is not in the config file this worker process read: the file changed since the gateway started (routes apply only at a restart); restore it, or restart the gateway once no migration runs`);
   }
 
   /** This process's channels as plain data. */

@@ -11,6 +11,7 @@ import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
 import { checkClient, type PeerIdentity } from '../policy/peer-policy.js';
 import type { Identity } from '../tls/identity.js';
 import { classifyPeerError } from '../tls/tls-errors.js';
+import { remoteOf } from '../util/remote-address.js';
 
 /**
  * The server side of the connection handshake (docs/protocol.md), in
@@ -74,7 +75,7 @@ export async function serveHandshake(
   serve: (c: ServerConnection, req: Request) => Promise<void> | void,
 ): Promise<void> {
   const ctrl = new ControlChannel(s, classifyPeerError, REQUEST_TYPES);
-  let log = deps.log.child({ conn: randomUUID(), remote: `${s.remoteAddress}:${s.remotePort}` });
+  let log = deps.log.child({ conn: randomUUID(), remote: remoteOf(s) });
   let timedOut = false;
   let conn: ServerConnection | undefined;
   const deadline = setTimeout(() => {
@@ -91,7 +92,7 @@ export async function serveHandshake(
   try {
     // TLS: OpenSSL verified the chain and CRL; the policy reads its verdict.
     const peer = checkClient(s, deps.identity());
-    log = log.child({ identity: peer.commonName });
+    log = log.child({ peer: peer.commonName });
     // HELLO / WELCOME
     const hello = await ctrl.expect(MessageType.HELLO);
     const version = deps.versions.find((v) => hello.versions.includes(v));
@@ -100,8 +101,8 @@ export async function serveHandshake(
     }
     ctrl.send({ type: MessageType.WELCOME, version, mechanisms: ['PLAIN'], ...(version >= 2 ? { instance: deps.instance } : {}) });
     // SASL
-    const { user, login } = await authenticate(ctrl, deps.credentials(), log);
-    log = log.child({ user });
+    // Every later line, a refusal of this login included, names the SASL user.
+    const { user, login } = await authenticate(ctrl, deps.credentials(), log, (name) => (log = log.child({ user: name })));
     ctrl.send({ type: MessageType.AUTH_OK, user });
     // The request
     const req = await ctrl.expectOneOf(REQUEST_TYPES);
@@ -135,7 +136,8 @@ export function acceptContinue(c: ServerConnection, received: number, ended: boo
   return c.ctrl.detach();
 }
 
-async function authenticate(ctrl: ControlChannel, credentials: CredentialStore, log: Logger): Promise<{ user: string; login: LoginCheck['via'] }> {
+/** SASL PLAIN; `named` hears the user name as soon as it is read, before the password is checked. */
+async function authenticate(ctrl: ControlChannel, credentials: CredentialStore, log: Logger, named: (user: string) => void): Promise<{ user: string; login: LoginCheck['via'] }> {
   const auth = await ctrl.expect(MessageType.AUTH);
   if (auth.mechanism !== 'PLAIN') {
     throw new VmgateError('auth-mechanism', `mechanism ${auth.mechanism} is not offered (PLAIN is)`);
@@ -149,6 +151,7 @@ async function authenticate(ctrl: ControlChannel, credentials: CredentialStore, 
     log.warn({ event: 'auth-rejected', reason }, `SASL PLAIN response rejected before any password check: ${messageOf(e)}`);
     throw new VmgateError('auth-failed', 'authentication failed');
   }
+  named(username);
   const check = await credentials.check(username, password);
   if (!check.accepted) {
     log.warn({ event: 'auth-rejected', reason: 'bad-credentials', user: username }, `SASL user ${JSON.stringify(username)}: unknown user or wrong password`);

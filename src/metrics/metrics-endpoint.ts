@@ -4,6 +4,7 @@ import type { Logger } from '../log/logger.js';
 import type { Identity } from '../tls/identity.js';
 import { NO_METRICS, type GatewayMetrics } from './gateway-metrics.js';
 import { MetricsServer } from './metrics-server.js';
+import { registerProcessMetrics } from './process-metrics.js';
 import { registerGatewayMetrics, type ChannelSource, type MetricNames } from './prometheus-metrics.js';
 
 /** A gateway's metrics and their HTTP listener, or a no-op pair when `metrics` is not configured. */
@@ -30,6 +31,7 @@ export async function startMetricsEndpoint(config: { listen: HostPort } | undefi
     return { metrics: NO_METRICS, setIdentity: () => undefined, address: () => undefined, close: () => Promise.resolve() };
   }
   const registry = new Registry();
+  registerProcessMetrics(registry);
   const metrics = registerGatewayMetrics(registry, deps.channels, deps.names);
   metrics.setIdentity(deps.identity);
   const server = await MetricsServer.start({ listen: config.listen, registry, notReady: deps.notReady, log: deps.log });

@@ -1,6 +1,8 @@
 /**
- * Reading certificates for people and checks: any key type (via
- * @peculiar/x509 and Node's X509Certificate), never modifies anything.
+ * Reading certificates for people and checks, any key type: the fields with
+ * @peculiar/x509, signature checks and the fingerprint with Node's
+ * X509Certificate (OpenSSL, as TLS checks them); docs/architecture.md, "X.509:
+ * one library per job". Never modifies anything.
  */
 import { X509Certificate } from 'node:crypto';
 import { VmgateError, messageOf } from '../errors.js';

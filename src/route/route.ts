@@ -56,7 +56,7 @@ export class Route {
   private readonly causes: SourceCauses;
 
   constructor(private readonly deps: RouteDeps) {
-    this.log = deps.log.child({ route: deps.config.name });
+    this.log = deps.log.child({ route: deps.config.name, peer: deps.config.peerName, target: deps.config.target, user: deps.config.user });
     this.peerClient = new PeerClient(deps.config, deps.identity, deps.password, deps.channel.healWindowMs > 0);
     this.causes = new SourceCauses(this.peerClient);
     const cfg = deps.config;
@@ -146,7 +146,7 @@ export class Route {
    */
   async carry(local: Socket, session: string, channel: number, port?: number): Promise<void> {
     const cfg = this.deps.config;
-    const log = this.log.child({ session, channel, peer: this.peerClient.pathName(0), target: cfg.target, ...(port === undefined ? {} : { port }) });
+    const log = this.log.child({ session, channel, ...(port === undefined ? {} : { port }) });
     const started = Date.now();
     // If QEMU gives up while we dial, stop dialling.
     const abandon = new AbortController();
@@ -160,7 +160,7 @@ export class Route {
       if (local.destroyed) throw new VmgateError('local-closed', 'QEMU closed its connection while the channel was being opened');
       this.deps.metrics.handshakeSucceeded('route', Date.now() - started);
       const via = this.peerClient.paths > 1 ? ` over path ${opened.path + 1} (${this.peerClient.pathName(opened.path)})` : '';
-      log.info({ event: 'channel-open', setupMs: Date.now() - started, tlsResumed: peer.resumed, path: opened.path, heals: opened.heal !== undefined }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}${via}`);
+      log.info({ event: 'channel-open', remote: this.peerClient.pathName(opened.path), setupMs: Date.now() - started, tlsResumed: peer.resumed, path: opened.path, heals: opened.heal !== undefined }, `channel ${channel} of session ${session} open to ${cfg.peerName} target ${cfg.target}${via}`);
       const relay = this.relayFor(local, opened, session, channel, log);
       const owner = peer.serverCert.fingerprint256;
       const entry = this.deps.channels.add({ relay, role: 'route', session, channel, target: cfg.name, peer: cfg.peerName, owner, port });

@@ -4,6 +4,7 @@ import { createServer, type SecureContextOptions, type Server, type TLSSocket } 
 import type { CredentialStore } from '../auth/credential-store.js';
 import type { ChannelConfig, ServerConfig, TargetConfig } from '../config/config.js';
 import { formatEndpoint, formatHostPort, type LocalEndpoint } from '../config/endpoint.js';
+import { remoteOf } from '../util/remote-address.js';
 import { HEALING_VERSION, MessageType, PLAIN_VERSION, type AbortMessage, type ContinueMessage, type OpenMessage, type ProbeMessage, type ReportMessage } from '../control/messages.js';
 import { VmgateError, messageOf } from '../errors.js';
 import { HandshakeSlots } from '../handshake/handshake-slots.js';
@@ -177,7 +178,7 @@ export class InboundServer {
       const why = refused === 'total'
         ? `${maxHandshakes} handshakes already in progress (server.maxHandshakes)`
         : `${maxHandshakesPerAddress} handshakes from ${address} already in progress (server.maxHandshakesPerAddress)`;
-      this.throttle.warn(`busy-${refused}`, { event: 'channel-refused', cause: 'busy', cap: refused, remote: address }, `refused a connection from ${address}: ${why}; a flood, or raise the cap if this is a real peer`);
+      this.throttle.warn(`busy-${refused}`, { event: 'channel-refused', cause: 'busy', cap: refused, remote: remoteOf(raw) }, `refused a connection from ${address}: ${why}; a flood, or raise the cap if this is a real peer`);
       this.deps.metrics.handshakeFailed('server', 'busy');
       raw.destroy();
       return;
@@ -199,8 +200,8 @@ export class InboundServer {
 
   private onTlsError(e: Error, s: TLSSocket): void {
     const err = classifyPeerError(e);
-    const remote = s.remoteAddress;
-    this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote }, `TLS handshake with ${remote ?? 'a client'} failed: ${err.message}`);
+    const remote = remoteOf(s);
+    this.throttle.warn(`tls-${err.code}`, { event: 'channel-refused', cause: err.code, remote }, `TLS handshake with ${remote} failed: ${err.message}`);
     this.deps.metrics.handshakeFailed('server', err.code);
     // Node leaves the socket open once a tlsClientError listener exists: after a
     // handshake timeout an idle client would otherwise keep its slot for ever.

@@ -4,7 +4,7 @@ import { sessionViews, type ChannelSnapshot, type SessionView } from '../session
 import { openControlSocket } from '../daemon/control.js';
 import { checkReload, type CheckedReload } from '../daemon/reloadable.js';
 import type { StatusReply } from '../admin/admin-protocol.js';
-import type { ChannelSelector, Daemon } from '../daemon/daemon.js';
+import type { ChannelSelector, Daemon, ReloadObserver } from '../daemon/daemon.js';
 import type { PeerProbeStatus, PeerState } from '../route/peer-probe.js';
 import type { Config } from '../config/config.js';
 import { endpointsOf, formatEndpoint, formatHostPort } from '../config/endpoint.js';
@@ -17,6 +17,7 @@ import { StallWatch } from '../session/stall-watch.js';
 import type { Logger } from '../log/logger.js';
 import { MetricsServer } from '../metrics/metrics-server.js';
 import { groupId } from '../util/group-id.js';
+import { remoteOf } from '../util/remote-address.js';
 import type { OpHandlers } from './ipc-link.js';
 import type { PrimaryNotice, PrimaryOps } from './messages.js';
 import { OrderService } from '../session/order-service.js';
@@ -50,6 +51,7 @@ export class WorkerPool implements Daemon {
   private readonly deadEnds = new EndRecords();
   private readonly listeners: Array<{ name: string; server: Server; route: boolean }> = [];
   private admin: Server | undefined;
+  reloadObserver: ReloadObserver | undefined;
   private metrics: MetricsServer | undefined;
   /** For /readyz, as in one process: new channels are taken only while `serving`. */
   private phase: 'starting' | 'serving' | 'draining' = 'starting';
@@ -270,13 +272,13 @@ export class WorkerPool implements Daemon {
     raw.on('error', () => undefined);
     const w = this.pick();
     if (!w) {
-      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: raw.remoteAddress }, 'no worker process is running (one is being restarted): closed a connection from a peer gateway; it will report the failure');
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: remoteOf(raw) }, 'no worker process is running (one is being restarted): closed a connection from a peer gateway; it will report the failure');
       raw.destroy();
       return;
     }
     w.link.notify({ kind: 'inbound-conn' }, raw, (e) => {
       if (!e) return;
-      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: raw.remoteAddress, workerPid: w.pid }, `could not hand a peer connection to worker ${w.pid}: ${e.message}`);
+      this.log.warn({ event: 'channel-refused', cause: 'worker-exited', remote: remoteOf(raw), workerPid: w.pid }, `could not hand a peer connection to worker ${w.pid}: ${e.message}`);
       raw.destroy();
     });
   }

@@ -1,6 +1,7 @@
 import { AggregatorRegistry, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { NO_METRICS } from '../metrics/gateway-metrics.js';
 import type { MetricsEndpoint, MetricsEndpointDeps } from '../metrics/metrics-endpoint.js';
+import { registerProcessMetrics } from '../metrics/process-metrics.js';
 import { registerGatewayMetrics } from '../metrics/prometheus-metrics.js';
 
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
@@ -21,6 +22,7 @@ export class WorkerMetrics {
     const none = { address: () => undefined, close: () => Promise.resolve() };
     if (!this.enabled) return { ...none, metrics: NO_METRICS, setIdentity: () => undefined };
     this.registry = new Registry();
+    registerProcessMetrics(this.registry);
     const metrics = registerGatewayMetrics(this.registry, deps.channels, deps.names);
     metrics.setIdentity(deps.identity);
     return { ...none, metrics, setIdentity: (id) => metrics.setIdentity(id) };
@@ -32,10 +34,17 @@ export class WorkerMetrics {
   }
 }
 
-/** What the primary's MetricsServer serves: the sum of every worker's registry, merged at scrape time. */
+/**
+ * What the primary's MetricsServer serves: every worker's registry and the
+ * primary's own process metrics, merged at scrape time (prom-client's
+ * aggregators: process counters and sizes summed over the processes, event
+ * loop lag averaged, process_start_time_seconds left out).
+ */
 export function aggregatedRegistry(collect: () => Promise<MetricsJson[]>): { metrics(): Promise<string>; readonly contentType: string } {
+  const own = new Registry();
+  registerProcessMetrics(own);
   return {
     contentType: Registry.PROMETHEUS_CONTENT_TYPE,
-    metrics: async () => AggregatorRegistry.aggregate(await collect()).metrics(),
+    metrics: async () => AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...(await collect())]).metrics(),
   };
 }

@@ -5,7 +5,8 @@ import { VmgateError, messageOf } from '../errors.js';
 import { Gateway } from '../daemon/gateway.js';
 import type { PeerNotices } from '../session/cause-exchange.js';
 import type { ChannelOrder } from '../session/session-order.js';
-import { createLogger, type Logger } from '../log/logger.js';
+import { isLogFormat, LOG_FORMAT_ENV, resolveLogFormat } from '../log/log-format.js';
+import { createLogger, stdoutDestination, type Logger } from '../log/logger.js';
 import { RELAY_HIGH_WATER_MARK } from '../relay/buffer-sizes.js';
 import { IpcLink, type OpHandlers } from './ipc-link.js';
 import { WorkerMetrics } from './worker-metrics.js';
@@ -55,7 +56,8 @@ class WorkerProcess {
   async start(configFile: string): Promise<void> {
     try {
       const config = await loadConfig(configFile);
-      const log = createLogger(config.log.level).child({ gateway: config.name, process: 'worker' });
+      const format = process.env[LOG_FORMAT_ENV];
+      const log = createLogger(config.log.level, stdoutDestination(isLogFormat(format) ? format : resolveLogFormat('auto')), { gateway: config.name }).child({ process: 'worker' });
       this.log = log;
       const metrics = new WorkerMetrics(config.metrics !== undefined);
       this.metrics = metrics;

@@ -136,7 +136,7 @@ describe('flood during a migration', { timeout: 5 * 60_000 }, () => {
 
     const close = await pair.b.waitForLog((l) => l.event === 'channel-close' && l['target'] === 'incoming', 15_000);
     assert.equal(close['cause'], 'ok', JSON.stringify(close));
-    assert.deepEqual(pair.b.logs.slice(fromB).filter((l) => l.event === 'channel-refused' && l['remote'] === '127.0.0.1'), [], 'the honest peer was refused');
+    assert.deepEqual(pair.b.logs.slice(fromB).filter((l) => l.event === 'channel-refused' && String(l['remote']).startsWith('127.0.0.1:')), [], 'the honest peer was refused');
     for (const held of [...heldBefore, ...heldDuring]) {
       assert.ok(held <= PER_ADDRESS, `a flooding host held ${held} connections, cap ${PER_ADDRESS}`);
     }

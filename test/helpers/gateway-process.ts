@@ -64,6 +64,11 @@ export class GatewayProcess {
   readonly pid: number;
   /** Every JSON log line from stdout, in order. */
   readonly logs: GatewayLogLine[] = [];
+  /**
+   * The syslog priority each line of `logs` was led by (`<N>`, the `journal`
+   * log format), or undefined for a bare JSON line; same index as `logs`.
+   */
+  readonly priorities: Array<number | undefined> = [];
   /** stdout lines that were not JSON (should stay empty). */
   readonly otherStdout: string[] = [];
   /** Settles when the process has exited. */
@@ -245,8 +250,10 @@ export class GatewayProcess {
   }
 
   private onLine(raw: string): void {
-    const line = raw.trim();
+    let line = raw.trim();
     if (line === '') return;
+    const prefix = /^<([0-7])>/.exec(line);
+    if (prefix) line = line.slice(prefix[0].length);
     let parsed: unknown;
     try {
       parsed = JSON.parse(line);
@@ -259,6 +266,7 @@ export class GatewayProcess {
       return;
     }
     this.logs.push(parsed as GatewayLogLine);
+    this.priorities.push(prefix ? Number(prefix[1]) : undefined);
     for (const w of [...this.waiters]) w();
   }
 }

@@ -85,6 +85,11 @@ test('wrong-password: refused with auth-failed on both sides', async () => {
   const r = await refusedChannel({ tweakA: (c) => setRoute(c, { passwordFile: wrong }) });
   expectBoth(r, 'auth-failed');
   assert.equal(r.logs.find({ gateway: 'host-b', event: 'auth-rejected', reason: 'bad-credentials', user: 'migrate' }).length, 1);
+  // One meaning per field on both sides: user = the SASL user, peer = the other
+  // gateway's certificate name, remote = the other end's HOST:PORT.
+  assert.deepEqual([r.a['user'], r.a['peer']], ['migrate', 'host-b'], 'the source names the user and the peer it tried');
+  assert.deepEqual([r.b['user'], r.b['peer']], ['migrate', 'host-a'], 'the destination names the user and the peer that tried');
+  for (const line of [r.a, r.b]) assert.match(String(line['remote']), /^127\.0\.0\.1:\d+$/);
   assert.doesNotMatch(r.logs.text(), /not-the-password/, 'a password must never reach a log line');
 });
 

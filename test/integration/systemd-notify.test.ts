@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { GatewayProcess } from '../helpers/gateway-process.js';
+import { GatewayProcess, runCli } from '../helpers/gateway-process.js';
 import { startNotifyReceiver } from '../helpers/notify-receiver.js';
 import { requireTool } from '../helpers/require-tool.js';
 import { writeSmallGateway } from '../helpers/small-gateway.js';
@@ -66,6 +66,30 @@ test('notify-ready-after-refused-reload: READY=1 follows RELOADING=1 though the 
     await notify.waitFor('READY=1', reloading + 1);
     const failed = await gw.waitForLog((l) => l.event === 'reload-failed', 10_000);
     assert.equal(failed['cause'], 'identity-invalid');
+  } finally {
+    await gw?.stop();
+    await notify.close();
+  }
+});
+
+test('notify-control-reload: vmgate reload on the control socket sends RELOADING=1 then READY=1, as SIGHUP does', { timeout: 60_000 }, async () => {
+  const caseDir = await mkdtemp(join(dir, 'control-'));
+  const gwFiles = await writeSmallGateway(caseDir);
+  const notify = await startNotifyReceiver(join(caseDir, 'notify.sock'));
+  let gw: GatewayProcess | undefined;
+  try {
+    gw = await GatewayProcess.start({ configPath: gwFiles.config, name: 'notify-control', env: { NOTIFY_SOCKET: notify.path } });
+    const ready = await notify.waitFor('READY=1');
+    const ok = await runCli(['reload', '--socket', gwFiles.control]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const reloading = await notify.waitFor('RELOADING=1', ready + 1);
+    await notify.waitFor('READY=1', reloading + 1);
+    // A refused one too: the last good state serves, so READY=1 follows.
+    await writeFile(join(gwFiles.tls, 'server-cert.pem'), 'not a certificate\n');
+    const refused = await runCli(['reload', '--socket', gwFiles.control]);
+    assert.equal(refused.code, 1, refused.stderr);
+    const again = await notify.waitFor('RELOADING=1', reloading + 1);
+    await notify.waitFor('READY=1', again + 1);
   } finally {
     await gw?.stop();
     await notify.close();
