@@ -28,6 +28,9 @@ import { ReusedBufferReader } from './reused-buffer-reader.js';
  *   is an ABORT record with its cause, so the peer ends with the same cause.
  */
 
+/** Why a hop was given up: a failure's code, or `path-return` for a planned move back to a route's first path. */
+export type LossCause = ErrorCode | 'path-return';
+
 export interface Hop {
   tls: TLSSocket;
   /** The TCP socket under `tls`, for a reset. */
@@ -50,7 +53,7 @@ export interface HealingRelayOptions {
   /** Read both legs with 'data' events, as on a Node where reused buffers cannot be adopted (tests). */
   dataEvents?: boolean;
   /** The hop was lost and the channel is healing. */
-  onLinkLost: (cause: ErrorCode, message: string) => void;
+  onLinkLost: (cause: LossCause, message: string) => void;
 }
 
 /** The most payload one TLS record carries: a DATA record that fills whole records leaves no tiny one behind. */
@@ -103,6 +106,7 @@ export class HealingRelay implements ChannelRelay {
   /** A record has come over the current hop (for a resumed one: the peer got our CONTINUED). */
   private heardOnHop = false;
   private corked = false;
+  private completeWhy = 'both directions ended normally';
   private lastHeard = Date.now();
   private lastWritten = Date.now();
   private ackTimer: NodeJS.Timeout | undefined;
@@ -206,8 +210,9 @@ export class HealingRelay implements ChannelRelay {
    * Ends a healing channel normally whose peer completed it (and forgot it)
    * while only the ACK of our END was lost: see ChannelHealer.
    */
-  completeUnacknowledged(): void {
+  completeUnacknowledged(why = 'both directions ended normally (the peer completed while the link was down)'): void {
     if (this.finished || this.completing || !this.bothEnded) return;
+    this.completeWhy = why;
     clearTimeout(this.healTimer);
     this.endAcked = true;
     this.state = 'open';
@@ -226,9 +231,9 @@ export class HealingRelay implements ChannelRelay {
     this.end(cause, message, false);
   }
 
-  /** Declares the hop lost from outside (the route moves a channel back to its first path). */
-  dropHop(cause: ErrorCode, message: string): void {
-    if (this.hop) this.linkLost(this.hop, cause, message);
+  /** Gives the hop up and heals over a new one (the route moves a channel back to its first path). */
+  dropHop(message: string): void {
+    if (this.hop && this.state === 'open' && !this.completing && this.heardFromPeer) this.linkLost(this.hop, 'path-return', message);
   }
 
   private end(cause: ErrorCode, message: string, fromPeer: boolean): void {
@@ -490,7 +495,7 @@ export class HealingRelay implements ChannelRelay {
     this.linkLost(hop, 'peer-reset', 'the peer connection closed before the channel ended');
   }
 
-  private linkLost(hop: Hop, cause: ErrorCode, message: string): void {
+  private linkLost(hop: Hop, cause: LossCause, message: string): void {
     if (hop !== this.hop || this.finished || this.completing) return;
     this.hop = undefined;
     this.hopReader = undefined;
@@ -501,12 +506,20 @@ export class HealingRelay implements ChannelRelay {
     abortConnection(hop.raw, hop.tls);
     this.local.pause();
     if (this.opts.healWindowMs <= 0 || !this.heardFromPeer) {
-      this.abort(cause, this.heardFromPeer ? message : `${message} (before the peer gateway had shown it had the channel, so it is not healed)`);
+      this.abort(cause === 'path-return' ? 'internal' : cause, this.heardFromPeer ? message : `${message} (before the peer gateway had shown it had the channel, so it is not healed)`);
       return;
     }
-    this.healTimer = setTimeout(() => {
-      this.abort('heal-expired', `the link to the peer gateway did not come back within ${Math.round(this.opts.healWindowMs / 1000)} s (channel.healWindowMs); it was lost: ${message}`);
-    }, this.opts.healWindowMs);
+    if (this.bothEnded) {
+      // QEMU's side is over both ways; only the peer may still lack our last
+      // bytes or END. A peer that does dials again at once; one that has
+      // completed (the usual case: it closed first) never will.
+      const wait = Math.min(this.opts.healWindowMs, Math.max(this.opts.closeGraceMs, 1_000));
+      this.healTimer = setTimeout(() => this.completeUnacknowledged(`both directions had ended and the peer gateway did not come back within ${wait} ms: it had completed`), wait);
+    } else {
+      this.healTimer = setTimeout(() => {
+        this.abort('heal-expired', `the link to the peer gateway did not come back within ${Math.round(this.opts.healWindowMs / 1000)} s (channel.healWindowMs); it was lost: ${message}`);
+      }, this.opts.healWindowMs);
+    }
     this.healTimer.unref();
     this.opts.onLinkLost(cause, message);
   }
@@ -534,7 +547,7 @@ export class HealingRelay implements ChannelRelay {
   private closeDone(): void {
     if (this.finished) return;
     const hop = this.hop;
-    this.finish('ok', 'both directions ended normally');
+    this.finish('ok', this.completeWhy);
     if (hop && !hop.tls.destroyed) hop.tls.destroy();
   }
 }

@@ -2,7 +2,7 @@ import { type ErrorCode, PeerError, VmgateError, messageOf } from '../errors.js'
 import type { ContinueRequest } from '../handshake/client.js';
 import type { Logger } from '../log/logger.js';
 import type { GatewayMetrics } from '../metrics/gateway-metrics.js';
-import type { HealingRelay, Hop } from '../relay/healing-relay.js';
+import type { HealingRelay, Hop, LossCause } from '../relay/healing-relay.js';
 
 /** What the healer needs of the peer: one CONTINUE on a new connection (PeerClient.continue). */
 export interface ContinuePeer {
@@ -70,11 +70,20 @@ export class ChannelHealer {
     this.path = o.path;
   }
 
+  /** The relay runs over a later path than `path`, which is up again: move it back (it heals over the first path that answers). */
+  returnTo(path: number, why: string): void {
+    if (this.path > path && this.o.relay.state === 'open') this.o.relay.dropHop(why);
+  }
+
   /** The relay lost its link: heal it in the background. */
-  lost(cause: ErrorCode, message: string): void {
+  lost(cause: LossCause, message: string): void {
     const { relay, log } = this.o;
-    log.warn({ event: 'link-lost', cause, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut }, `link to the peer gateway lost (${cause}): ${message}; QEMU's connection is kept open while the channel is continued over a new connection`);
-    this.o.metrics.linkLost('route', cause);
+    if (cause === 'path-return') {
+      log.info({ event: 'path-return', path: this.path }, `${message}: moving the channel back over a new connection`);
+    } else {
+      log.warn({ event: 'link-lost', cause, bytesIn: relay.counters.bytesIn, bytesOut: relay.counters.bytesOut }, `link to the peer gateway lost (${cause}): ${message}; QEMU's connection is kept open while the channel is continued over a new connection`);
+      this.o.metrics.linkLost('route', cause);
+    }
     if (this.running) return;
     this.running = true;
     void this.heal().finally(() => {

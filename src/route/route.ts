@@ -54,6 +54,8 @@ export class Route {
   private readonly peerClient: PeerClient;
   private readonly probe: PeerProbe;
   private readonly causes: SourceCauses;
+  /** The healing channels of this route, by the path each runs over now. */
+  private readonly healers = new Set<ChannelHealer>();
 
   constructor(private readonly deps: RouteDeps) {
     this.log = deps.log.child({ route: deps.config.name, peer: deps.config.peerName, target: deps.config.target, user: deps.config.user });
@@ -66,7 +68,10 @@ export class Route {
       intervalMs: cfg.probeIntervalMs,
       paths,
       check: (path, signal) => pc.probePath(path, signal),
-      onResult: (path, up) => deps.metrics.peerProbed(cfg.name, cfg.peerName, paths[path] ?? '', up),
+      onResult: (path, up) => {
+        deps.metrics.peerProbed(cfg.name, cfg.peerName, paths[path] ?? '', up);
+        if (up && path === this.probe.firstPathUp()) this.returnTo(path);
+      },
       describe: (path) => describePath(cfg.peerName, cfg.target, paths, path),
       log: this.log,
     });
@@ -173,7 +178,7 @@ export class Route {
     } catch (e: unknown) {
       const err = e instanceof VmgateError ? e : new VmgateError('internal', messageOf(e), { cause: e });
       const who = err instanceof PeerError ? 'the peer gateway refused: ' : '';
-      log.warn({ event: 'channel-refused', cause: err.code, setupMs: Date.now() - started }, `channel could not be opened (${err.code}): ${who}${err.message}`);
+      log.warn({ event: 'channel-refused', remote: this.peerClient.pathName(0), cause: err.code, setupMs: Date.now() - started }, `channel could not be opened (${err.code}): ${who}${err.message}`);
       this.deps.metrics.handshakeFailed('route', err.code);
       // Reset, not close: QEMU must see a failed connection, not an empty migration.
       abortConnection(local);
@@ -200,8 +205,15 @@ export class Route {
       onLinkLost: (cause, message) => healer.lost(cause, message),
     });
     const healer = new ChannelHealer({ peer: this.peerClient, relay, session, channel, ...heal, path: opened.path, log, metrics: this.deps.metrics });
+    this.healers.add(healer);
+    void relay.done.then(() => this.healers.delete(healer));
     relay.start({ tls: peer.tls, raw: peer.raw }, remainder);
     return relay;
+  }
+
+  /** Path `path` is the most preferred one up: channels that moved to a later path come back to it. */
+  private returnTo(path: number): void {
+    for (const h of this.healers) h.returnTo(path, `path ${path + 1} (${this.peerClient.pathName(path)}) is up again`);
   }
 
   /**

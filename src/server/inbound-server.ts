@@ -293,7 +293,7 @@ export class InboundServer {
       onLinkLost: (cause, message) => {
         const { bytesIn, bytesOut } = relay.counters;
         log.warn({ event: 'link-lost', cause, bytesIn, bytesOut, healWindowMs: ch.healWindowMs }, `link to the source gateway lost (${cause}): ${message}; the target's connection stays open while the source gateway has ${Math.round(ch.healWindowMs / 1000)} s to continue the channel`);
-        this.deps.metrics.linkLost('server', cause);
+        if (cause !== 'path-return') this.deps.metrics.linkLost('server', cause);
       },
     });
     return relay;

@@ -19,6 +19,7 @@ import { GatewayProcess, addUser, runCli, writeGatewayConfig, writeSecretFile, t
 import { makeTestPki } from '../helpers/pki.js';
 import { cliCode } from '../helpers/assert-code.js';
 import { get, scrape } from '../helpers/prometheus.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const TAG_BYTES = 16;
 const CHANNELS = 4;
@@ -154,6 +155,10 @@ after(async () => {
 
 /** Opens `n` channels one after the other (each accepted before the next), each starting with its tag. */
 async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[]; from: number }> {
+  // A case's connections must be channels 0..n-1 of a session of their own: the last
+  // case's channels finish their END/ACK exchange just after their clients saw the end.
+  const idle = async (sock: string): Promise<boolean> => (await adminRequest(sock, { op: 'sessions' }))['sessions'].length === 0;
+  await waitFor(async () => (await idle(sockA)) && (await idle(sockB)), { what: 'the previous case to end on both gateways' });
   const run = `case${caseNo++}`;
   const clients: Socket[] = [];
   const tags: string[] = [];

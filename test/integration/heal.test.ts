@@ -226,3 +226,50 @@ test('heal-version-1-peer: a destination without healing (healWindowMs 0) still 
     await sink.close();
   }
 });
+
+test('heal-second-path: a channel heals over the second peer address when the first fails, and comes back to the first when it returns', { timeout: 120_000 }, async () => {
+  const sink = await startSink(0);
+  const pki = await makeTestPki(join(dir, 'paths-pki'));
+  const logs = captureLogs('info');
+  const proxies: BreakingProxy[] = [];
+  const pair = await startLocalPair({
+    dir: join(dir, 'paths'),
+    targetConnect: `tcp:127.0.0.1:${sink.port}`,
+    log: logs.log,
+    pkiA: pki.hostA,
+    pkiB: pki.hostB,
+    // The probe is what notices that the first path is back.
+    probeIntervalMs: 1_000,
+    hop: async (bPort) => {
+      for (let i = 0; i < 2; i += 1) proxies.push(await startBreakingProxy({ target: { host: '127.0.0.1', port: bPort } }));
+      return proxies[0]?.port ?? 0;
+    },
+    tweakA: (c) => {
+      const route = (c['routes'] as Record<string, Record<string, unknown>>)['to-b'] as Record<string, unknown>;
+      route['peer'] = proxies.map((p) => p.address);
+    },
+  });
+  const [first, second] = proxies as [BreakingProxy, BreakingProxy];
+  try {
+    const client = await connectLoopback(pair.routeAddress.port);
+    const transfer = Promise.all([exchange(client, 256 << 20), sink.next()]);
+    await waitFor(async () => ((await pair.a.sessions())[0]?.bytesOut ?? 0) > 1 << 20, { what: 'the first MiB on its way' });
+    await first.refuse();
+    first.resetAll();
+    const over = await logs.waitFor({ gateway: 'host-a', event: 'link-healed' }, 30_000);
+    assert.equal(over['path'], 1, 'healed over the second address');
+    const mark = logs.mark();
+    await first.restore();
+    const back = await logs.waitFor({ gateway: 'host-a', event: 'link-healed' }, 30_000, mark);
+    assert.equal(back['path'], 0, 'back on the first address once the probe found it up');
+    assert.equal(logs.find({ gateway: 'host-a', event: 'path-return' }, mark).length, 1);
+    const [mine, theirs] = await transfer;
+    assert.equal(theirs.received, mine.sent, 'source -> destination digest');
+    assert.equal((await logs.waitFor({ gateway: 'host-a', event: 'channel-close' }))['cause'], 'ok');
+    assert.ok(second.stats().toServer > 0, 'the second path carried part of the stream');
+  } finally {
+    await pair.stop(0);
+    for (const p of proxies) await p.close();
+    await sink.close();
+  }
+});
