@@ -1,4 +1,5 @@
 import { ReplayBudget } from '../relay/replay-buffer.js';
+import { inheritedInstance, newInstance } from '../server/gateway-instance.js';
 import type { Server } from 'node:net';
 import { sessionViews, snapshotOf, type ChannelSnapshot, type SessionView } from '../session/session-view.js';
 import type { Config } from '../config/config.js';
@@ -193,6 +194,8 @@ export class Gateway implements Daemon {
         config: this.config.server,
         targets: () => this.state.targets,
         credentials: () => this.state.credentials,
+        // A worker is its primary's instance; a gateway in one process draws its own at each start.
+        instance: (this.worker ? inheritedInstance() : undefined) ?? newInstance(),
         log: this.log.child({ role: 'server' }),
         ...(this.worker ? { order: this.worker.order, notices: this.worker.notices } : {}),
       });

@@ -386,6 +386,9 @@ export class HealingRelay implements ChannelRelay {
     };
     this.hopParser = parser;
     if (initial.length > 0) take(initial, false);
+    // Whatever the TLS socket decrypted and queued after the control phase goes next (as in Relay).
+    const queued = tls.read() as Buffer | null;
+    if (queued !== null) take(queued, false);
     reader.attach((chunk) => take(chunk, true), () => this.resumeHop());
     if (this.opts.dataEvents === true || !reader.adopt(tls)) {
       tls.on('data', (chunk: Buffer) => {
@@ -505,16 +508,21 @@ export class HealingRelay implements ChannelRelay {
     this.ackTimer = undefined;
     abortConnection(hop.raw, hop.tls);
     this.local.pause();
-    if (this.opts.healWindowMs <= 0 || !this.heardFromPeer) {
-      this.abort(cause === 'path-return' ? 'internal' : cause, this.heardFromPeer ? message : `${message} (before the peer gateway had shown it had the channel, so it is not healed)`);
+    if (this.opts.healWindowMs <= 0) {
+      this.abort(cause === 'path-return' ? 'internal' : cause, message);
       return;
     }
-    if (this.bothEnded) {
+    // A short wait instead of the window where the peer may never come back:
+    // it dials again at once when it needs to.
+    const shortWait = Math.min(this.opts.healWindowMs, Math.max(this.opts.closeGraceMs, 1_000));
+    if (!this.heardFromPeer) {
+      // Nothing came from the peer yet: it may never have got OPENED, and then nobody would continue the channel.
+      this.healTimer = setTimeout(() => this.abort(cause === 'path-return' ? 'internal' : cause, `${message}; the link was lost before the peer gateway had sent anything on the channel, and it did not continue it within ${shortWait} ms`), shortWait);
+    } else if (this.bothEnded) {
       // QEMU's side is over both ways; only the peer may still lack our last
       // bytes or END. A peer that does dials again at once; one that has
       // completed (the usual case: it closed first) never will.
-      const wait = Math.min(this.opts.healWindowMs, Math.max(this.opts.closeGraceMs, 1_000));
-      this.healTimer = setTimeout(() => this.completeUnacknowledged(`both directions had ended and the peer gateway did not come back within ${wait} ms: it had completed`), wait);
+      this.healTimer = setTimeout(() => this.completeUnacknowledged(`both directions had ended and the peer gateway did not come back within ${shortWait} ms: it had completed`), shortWait);
     } else {
       this.healTimer = setTimeout(() => {
         this.abort('heal-expired', `the link to the peer gateway did not come back within ${Math.round(this.opts.healWindowMs / 1000)} s (channel.healWindowMs); it was lost: ${message}`);

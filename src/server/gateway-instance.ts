@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 /**
- * This gateway's instance: a random id made once per start, which WELCOME
+ * A gateway's instance: a random id drawn at each start, which WELCOME
  * (protocol version 2) tells every client. A source gateway whose lost
  * channel meets another instance knows the destination restarted and its
  * side of the channel is gone (`peer-restarted`), rather than waiting for a
@@ -10,12 +10,13 @@ import { randomBytes } from 'node:crypto';
  */
 export const INSTANCE_ENV = 'VMGATE_INSTANCE';
 
-let instance: string | undefined;
+/** A new instance, for a gateway that is starting. */
+export function newInstance(): string {
+  return randomBytes(16).toString('hex');
+}
 
-export function gatewayInstance(): string {
-  if (instance === undefined) {
-    const inherited = process.env[INSTANCE_ENV];
-    instance = inherited !== undefined && /^[0-9a-f]{32}$/.test(inherited) ? inherited : randomBytes(16).toString('hex');
-  }
-  return instance;
+/** The instance a worker process was given by its primary (INSTANCE_ENV), or undefined. */
+export function inheritedInstance(): string | undefined {
+  const inherited = process.env[INSTANCE_ENV];
+  return inherited !== undefined && /^[0-9a-f]{32}$/.test(inherited) ? inherited : undefined;
 }

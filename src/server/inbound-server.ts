@@ -19,7 +19,6 @@ import { Relay, type ChannelRelay, type RelayResult } from '../relay/relay.js';
 import { HealingRelay } from '../relay/healing-relay.js';
 import type { ReplayBudget } from '../relay/replay-buffer.js';
 import { ContinuableChannels } from './continuable-channels.js';
-import { gatewayInstance } from './gateway-instance.js';
 import { logChannelEnd } from '../session/channel-end-log.js';
 import { SessionOrder, type ChannelOrder } from '../session/session-order.js';
 import type { ChannelTable } from '../session/channel-table.js';
@@ -41,6 +40,8 @@ export interface InboundDeps {
   channel: ChannelConfig;
   /** The bytes this process's channels keep for resending, together. */
   budget: ReplayBudget;
+  /** This gateway's instance (server/gateway-instance.ts), new at each start. */
+  instance: string;
   metrics: GatewayMetrics;
   /** Who keeps channel order; default: a SessionOrder of this server. */
   order?: ChannelOrder;
@@ -84,7 +85,7 @@ export class InboundServer {
       log: deps.log,
       // Without a heal window, channels are version 1: nothing to continue.
       versions: deps.channel.healWindowMs > 0 ? [HEALING_VERSION, PLAIN_VERSION] : [PLAIN_VERSION],
-      instance: gatewayInstance(),
+      instance: deps.instance,
     };
     if (deps.order) {
       this.order = deps.order;

@@ -23,6 +23,7 @@ import type { PrimaryNotice, PrimaryOps } from './messages.js';
 import { OrderService } from '../session/order-service.js';
 import { WorkerHandle, describeExit } from './worker-handle.js';
 import { WorkerSlots } from './worker-slots.js';
+import { newInstance } from '../server/gateway-instance.js';
 import { aggregatedRegistry } from './worker-metrics.js';
 
 /** After the drain grace, how long workers get to exit before they are killed. */
@@ -71,6 +72,8 @@ export class WorkerPool implements Daemon {
    * own children and are never logged.
    */
   private ticketKeys = randomBytes(TICKET_KEYS_BYTES);
+  /** This gateway's instance, which every worker it starts is given. */
+  private readonly instance = newInstance();
 
   private constructor(
     readonly config: Config,
@@ -203,7 +206,7 @@ export class WorkerPool implements Daemon {
   }
 
   private spawn(slot: number): WorkerHandle {
-    const w = new WorkerHandle(this.config.file, (x) => this.handlers(x), (x, n) => this.onNotice(x, n));
+    const w = new WorkerHandle(this.config.file, this.instance, (x) => this.handlers(x), (x, n) => this.onNotice(x, n));
     // First message, ahead of any connection: all workers resume each other's TLS sessions.
     w.link.notify({ kind: 'ticket-keys', keys: this.ticketKeys.toString('base64') });
     void w.exited.then((exit) => this.onExit(slot, w, describeExit(exit)));

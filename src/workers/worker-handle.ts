@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { INSTANCE_ENV, gatewayInstance } from '../server/gateway-instance.js';
+import { INSTANCE_ENV } from '../server/gateway-instance.js';
 import { fileURLToPath } from 'node:url';
 import { VmgateError, isErrorCode } from '../errors.js';
 import { IpcLink, type NoticeHandler, type OpHandlers } from './ipc-link.js';
@@ -36,9 +36,10 @@ export class WorkerHandle {
   stopping = false;
   private readonly child: ChildProcess;
 
-  constructor(configFile: string, handlers: (w: WorkerHandle) => OpHandlers<PrimaryOps>, onNotice: (w: WorkerHandle, n: PrimaryNotice) => void) {
+  /** `instance`: the gateway's (server/gateway-instance.ts), which the worker's WELCOME must name. */
+  constructor(configFile: string, instance: string, handlers: (w: WorkerHandle) => OpHandlers<PrimaryOps>, onNotice: (w: WorkerHandle, n: PrimaryNotice) => void) {
     // No inherited execArgv: the primary may run under a test runner or inspector.
-    this.child = fork(WORKER_MAIN, [configFile], { env: { ...process.env, [INSTANCE_ENV]: gatewayInstance() }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    this.child = fork(WORKER_MAIN, [configFile], { env: { ...process.env, [INSTANCE_ENV]: instance }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
     this.pid = this.child.pid ?? -1;
     let settleReady: { resolve: () => void; reject: (e: unknown) => void } | undefined;
     this.ready = new Promise((resolve, reject) => (settleReady = { resolve, reject }));

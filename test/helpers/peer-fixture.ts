@@ -258,6 +258,7 @@ export async function startInbound(o: InboundOptions): Promise<InboundFixture> {
     closeGraceMs: 1_000,
     channel: testChannelConfig(),
     budget: new ReplayBudget(64 << 20),
+    instance: randomBytes(16).toString('hex'),
     metrics,
     ...o.deps,
   });

@@ -12,6 +12,8 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import fc from 'fast-check';
 import { startLocalPair, type LocalPair } from '../../src/demo/local-pair.js';
+import { Gateway } from '../../src/daemon/gateway.js';
+import { loadConfig } from '../../src/config/load.js';
 import { connectLoopback, exchange, startSink, type PayloadSink } from '../../src/demo/payload.js';
 import { captureLogs, type CapturedLogs } from '../helpers/log-capture.js';
 import { makeTestPki } from '../helpers/pki.js';
@@ -86,6 +88,8 @@ test('heal-random-breaks: 1 GiB each way arrives intact across resets of the hop
       try {
         const client = await connectLoopback(pair.routeAddress.port);
         const transfer = Promise.all([exchange(client, GiB), sink.next()]);
+        // A failed channel shows as a reset here; the gateways' account of it is the useful part.
+        transfer.catch(() => console.error(logs.find({ level: 40 }).concat(logs.find({ level: 50 })).map((l) => JSON.stringify(l)).join('\n')));
         // One break at a time: each on the connection that carries the channel then, at its own offset.
         for (const [i, b] of plan.entries()) {
           const event = await proxy.breakAt(b);
@@ -270,6 +274,54 @@ test('heal-second-path: a channel heals over the second peer address when the fi
   } finally {
     await pair.stop(0);
     for (const p of proxies) await p.close();
+    await sink.close();
+  }
+});
+
+test('heal-peer-restarted: a destination gateway that restarted is told apart from a link that came back (peer-restarted)', { timeout: 60_000 }, async () => {
+  const sink = await silentTarget();
+  // host-b must come back on the same port, behind the same proxy.
+  const bPort = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const port = (probe.address() as AddressInfo).port;
+      probe.close(() => resolve(port));
+    });
+  });
+  const pki = await makeTestPki(join(dir, 'restart-pki'));
+  const logs = captureLogs('info');
+  let proxy: BreakingProxy | undefined;
+  const pair = await startLocalPair({
+    dir: join(dir, 'restart'),
+    targetConnect: `tcp:127.0.0.1:${sink.port}`,
+    log: logs.log,
+    pkiA: pki.hostA,
+    pkiB: pki.hostB,
+    probeIntervalMs: 0,
+    tweakB: (c) => ((c['server'] as Record<string, unknown>)['listen'] = `127.0.0.1:${bPort}`),
+    hop: async (port) => {
+      proxy = await startBreakingProxy({ target: { host: '127.0.0.1', port } });
+      return proxy.port;
+    },
+  });
+  let b2: Gateway | undefined;
+  try {
+    const client = await connectLoopback(pair.routeAddress.port);
+    client.on('error', () => undefined);
+    client.write(Buffer.alloc(1 << 20, 1));
+    await waitFor(async () => ((await pair.b.sessions())[0]?.bytesIn ?? 0) > 0, { what: 'bytes at the destination' });
+    await proxy?.refuse();
+    proxy?.resetAll();
+    await logs.waitFor({ gateway: 'host-a', event: 'link-lost' });
+    await pair.b.stop(0);
+    b2 = await Gateway.start(await loadConfig(pair.configFiles.b), logs.log.child({ gateway: 'host-b' }));
+    await proxy?.restore();
+    const a = await logs.waitFor({ gateway: 'host-a', event: 'channel-close' }, 30_000);
+    assert.equal(a['cause'], 'peer-restarted');
+    assert.equal((await logs.waitFor({ gateway: 'host-a', event: 'heal-failed' }))['cause'], 'peer-restarted');
+  } finally {
+    await pair.a.stop(0);
+    await b2?.stop(0);
+    await proxy?.close();
     await sink.close();
   }
 });
