@@ -1,11 +1,14 @@
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { type ErrorCode, VmgateError, messageOf, systemCode } from '../errors.js';
 import { abortConnection } from './abort-connection.js';
 import { READ_BUFFER_SIZES } from './buffer-sizes.js';
-import { DATA_HEADER_BYTES, END_RECORD, RecordParser, abortRecord, ackRecord, dataHeader, writeDataHeader } from './records.js';
+import { DATA_HEADER_BYTES, END_RECORD, abortRecord, ackRecord, dataHeader, writeDataHeader } from './records.js';
+import { HopReader } from './hop-reader.js';
 import type { ChannelRelay, RelayCounters, RelayResult } from './relay.js';
-import { type ReplayBudget, ReplayBuffer } from './replay-buffer.js';
+import { ReplayBuffer } from './replay-buffer.js';
+import type { HealingRelayOptions, Hop, LossCause } from './healing-options.js';
+
+export type { Hop, LossCause } from './healing-options.js';
 import { ReusedBufferReader } from './reused-buffer-reader.js';
 
 /**
@@ -27,34 +30,6 @@ import { ReusedBufferReader } from './reused-buffer-reader.js';
  * - A normal end is an END record each way, each acknowledged; any other end
  *   is an ABORT record with its cause, so the peer ends with the same cause.
  */
-
-/** Why a hop was given up: a failure's code, or `path-return` for a planned move back to a route's first path. */
-export type LossCause = ErrorCode | 'path-return';
-
-export interface Hop {
-  tls: TLSSocket;
-  /** The TCP socket under `tls`, for a reset. */
-  raw: Socket;
-}
-
-export interface HealingRelayOptions {
-  /** Cause to report when the local leg fails: 'local-closed' on a route, 'target-closed' on a server. */
-  localCause: ErrorCode;
-  /** How messages name the local leg (`target tcp:...` on a server) and the peer gateway (`destination`, `source gateway`). */
-  names: { local: string; peer: string };
-  closeGraceMs: number;
-  /** Silence from a hop we read for this long loses it; 0: only errors and closes do. */
-  linkTimeoutMs: number;
-  /** How long a lost hop may take to come back before the channel ends with `heal-expired`. */
-  healWindowMs: number;
-  /** The most bytes this channel keeps for resending (its send window). */
-  replayBufferBytes: number;
-  budget: ReplayBudget;
-  /** Read both legs with 'data' events, as on a Node where reused buffers cannot be adopted (tests). */
-  dataEvents?: boolean;
-  /** The hop was lost and the channel is healing. */
-  onLinkLost: (cause: LossCause, message: string) => void;
-}
 
 /** The most payload one TLS record carries: a DATA record that fills whole records leaves no tiny one behind. */
 const TLS_RECORD_BYTES = 16 << 10;
@@ -79,17 +54,14 @@ export class HealingRelay implements ChannelRelay {
   private readonly replay: ReplayBuffer;
   private readonly localReader: ReusedBufferReader;
   private hop: Hop | undefined;
-  /** The current hop's reader, to resume it, and its parser. */
-  private hopReader: ReusedBufferReader | undefined;
-  private hopParser: RecordParser | undefined;
+  /** The latest hop's reader (stopped once that hop is lost). */
+  private hopReader: HopReader | undefined;
   private finished = false;
   private completing = false;
   /** The hop's writer is full: stop reading QEMU until it drains. */
   private waitingDrain = false;
   /** QEMU's socket has a full write buffer: stop reading the hop until it drains. */
   private localFull = false;
-  /** We stopped reading the hop (QEMU is slow): its silence says nothing about the link. */
-  private hopPaused = false;
   /** QEMU ended its side: END is owed to the peer. */
   private localEnded = false;
   /** The peer has acknowledged our END. */
@@ -103,11 +75,11 @@ export class HealingRelay implements ChannelRelay {
    * OPENED, and nobody would come to continue it.
    */
   private heardFromPeer = false;
-  /** A record has come over the current hop (for a resumed one: the peer got our CONTINUED). */
-  private heardOnHop = false;
+  private get peerHeard(): boolean {
+    return this.heardFromPeer || this.hopReader?.heard === true;
+  }
   private corked = false;
   private completeWhy = 'both directions ended normally';
-  private lastHeard = Date.now();
   private lastWritten = Date.now();
   private ackTimer: NodeJS.Timeout | undefined;
   private healTimer: NodeJS.Timeout | undefined;
@@ -158,7 +130,7 @@ export class HealingRelay implements ChannelRelay {
 
   /** The peer has sent a record over the latest hop (lost since or not): after a CONTINUE, proof that it took our CONTINUED. */
   get hopConfirmed(): boolean {
-    return this.heardOnHop;
+    return this.hopReader?.heard === true;
   }
 
   get closing(): boolean {
@@ -233,7 +205,7 @@ export class HealingRelay implements ChannelRelay {
 
   /** Gives the hop up and heals over a new one (the route moves a channel back to its first path). */
   dropHop(message: string): void {
-    if (this.hop && this.state === 'open' && !this.completing && this.heardFromPeer) this.linkLost(this.hop, 'path-return', message);
+    if (this.hop && this.state === 'open' && !this.completing && this.peerHeard) this.linkLost(this.hop, 'path-return', message);
   }
 
   private end(cause: ErrorCode, message: string, fromPeer: boolean): void {
@@ -326,11 +298,9 @@ export class HealingRelay implements ChannelRelay {
   // ---- the hop (TLS to the peer gateway): records both ways ----
 
   private attachHop(hop: Hop, initial: Buffer): void {
+    this.heardFromPeer = this.peerHeard;
     this.hop = hop;
-    this.heardOnHop = false;
     this.waitingDrain = false;
-    this.hopPaused = false;
-    this.lastHeard = Date.now();
     const { tls } = hop;
     tls.on('error', (e) => this.linkLost(hop, 'peer-reset', `peer connection failed: ${messageOf(e)}${codeSuffix(e)}`));
     tls.on('end', () => this.hopEnded(hop));
@@ -340,62 +310,22 @@ export class HealingRelay implements ChannelRelay {
       this.waitingDrain = false;
       this.resumeLocal();
     });
-    const reader = new ReusedBufferReader(READ_BUFFER_SIZES);
-    this.hopReader = reader;
-    /** Per local write from this hop, in order: how many reader chunks to hand back once it is done. */
-    const releases: number[] = [];
-    const written = (): void => {
-      for (let n = releases.shift() ?? 0; n > 0; n -= 1) reader.released();
-    };
-    let wrote = false;
-    const parser: RecordParser = new RecordParser({
-      data: (payload) => {
-        this.counters.bytesIn += payload.length;
-        releases.push(0);
-        wrote = true;
-        this.corkLocal();
-        if (!this.local.write(payload, written)) this.localFull = true;
+    const reader = new HopReader(tls, this.local, {
+      delivered: (n) => {
+        this.counters.bytesIn += n;
         this.ackSoon();
       },
       ack: (received, ended) => this.onAck(received, ended),
       end: () => this.onPeerEnd(),
       abort: (code, message) => this.end(code, `${this.opts.names.peer}: ${message}`, true),
+      bad: (err) => this.abort(err.code, `the peer gateway sent a bad record: ${err.message}`),
+      localFull: () => this.localFull,
+      setLocalFull: () => (this.localFull = true),
+      cork: () => this.corkLocal(),
+      room: () => this.resumeHop(),
     });
-    const take = (chunk: Buffer, fromReader: boolean): boolean => {
-      wrote = false;
-      // Bytes of a hop already lost are dropped unread: the peer sends them again from our count.
-      if (hop === this.hop) {
-        this.lastHeard = Date.now();
-        this.heardFromPeer = true;
-        this.heardOnHop = true;
-        try {
-          parser.push(chunk);
-        } catch (e: unknown) {
-          const err = e instanceof VmgateError ? e : new VmgateError('protocol-violation', messageOf(e));
-          this.abort(err.code, `the peer gateway sent a bad record: ${err.message}`);
-        }
-      }
-      if (fromReader) {
-        // Hand the chunk back after the last local write it made, or now if none is pending.
-        if (wrote || releases.length > 0) releases[releases.length - 1] = (releases.at(-1) ?? 0) + 1;
-        else reader.released();
-      }
-      const more = hop === this.hop && !this.localFull && reader.hasRoom();
-      this.hopPaused = !more;
-      return more;
-    };
-    this.hopParser = parser;
-    if (initial.length > 0) take(initial, false);
-    // Whatever the TLS socket decrypted and queued after the control phase goes next (as in Relay).
-    const queued = tls.read() as Buffer | null;
-    if (queued !== null) take(queued, false);
-    reader.attach((chunk) => take(chunk, true), () => this.resumeHop());
-    if (this.opts.dataEvents === true || !reader.adopt(tls)) {
-      tls.on('data', (chunk: Buffer) => {
-        if (!take(chunk, false)) tls.pause();
-      });
-    }
-    tls.resume();
+    this.hopReader = reader;
+    reader.start(initial, this.opts.dataEvents === true);
   }
 
   /**
@@ -416,10 +346,7 @@ export class HealingRelay implements ChannelRelay {
 
   private resumeHop(): void {
     const hop = this.hop;
-    if (!hop || this.localFull || this.hopReader?.hasRoom() === false) return;
-    if (this.hopPaused) this.lastHeard = Date.now();
-    this.hopPaused = false;
-    hop.tls.resume();
+    if (hop) this.hopReader?.resume();
   }
 
   private writeHop(record: Buffer): void {
@@ -476,15 +403,16 @@ export class HealingRelay implements ChannelRelay {
     if (!hop || this.state !== 'open' || this.completing) return;
     const now = Date.now();
     if (now - this.lastWritten >= KEEPALIVE_MS && !this.waitingDrain) this.sendAck();
-    const silent = now - this.lastHeard;
-    if (this.opts.linkTimeoutMs > 0 && !this.hopPaused && silent > this.opts.linkTimeoutMs) {
+    const reader = this.hopReader;
+    const silent = now - (reader?.lastHeard ?? now);
+    if (this.opts.linkTimeoutMs > 0 && reader?.paused === false && silent > this.opts.linkTimeoutMs) {
       this.linkLost(hop, 'link-timeout', `nothing heard from the peer gateway for ${Math.round(silent / 1000)} s (channel.linkTimeoutMs=${this.opts.linkTimeoutMs})`);
     }
   }
 
   private hopEnded(hop: Hop): void {
     if (hop !== this.hop) return;
-    if (!this.completing && !hop.tls.destroyed && this.localEnded && this.peerEnded && !this.endAcked && this.hopParser?.idle === true) {
+    if (!this.completing && !hop.tls.destroyed && this.localEnded && this.peerEnded && !this.endAcked && this.hopReader?.idle === true) {
       // A clean close after the peer's END: the peer closes only once it has
       // completed, and it completes only with our END in hand; the ACK that
       // said so was the last thing it sent, and may be all we are missing.
@@ -501,7 +429,8 @@ export class HealingRelay implements ChannelRelay {
   private linkLost(hop: Hop, cause: LossCause, message: string): void {
     if (hop !== this.hop || this.finished || this.completing) return;
     this.hop = undefined;
-    this.hopReader = undefined;
+    this.hopReader?.stop();
+    this.heardFromPeer = this.peerHeard;
     this.state = 'healing';
     this.lostAt = Date.now();
     clearTimeout(this.ackTimer);
@@ -515,7 +444,7 @@ export class HealingRelay implements ChannelRelay {
     // A short wait instead of the window where the peer may never come back:
     // it dials again at once when it needs to.
     const shortWait = Math.min(this.opts.healWindowMs, Math.max(this.opts.closeGraceMs, 1_000));
-    if (!this.heardFromPeer) {
+    if (!this.peerHeard) {
       // Nothing came from the peer yet: it may never have got OPENED, and then nobody would continue the channel.
       this.healTimer = setTimeout(() => this.abort(cause === 'path-return' ? 'internal' : cause, `${message}; the link was lost before the peer gateway had sent anything on the channel, and it did not continue it within ${shortWait} ms`), shortWait);
     } else if (this.bothEnded) {
