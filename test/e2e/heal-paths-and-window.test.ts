@@ -3,7 +3,8 @@
  * break (see heal-mid-migration.test.ts for those):
  *
  * - two paths: the route names path 0 then path 1; path 0 goes down for good
- *   mid-migration and the channel heals over path 1;
+ *   mid-migration and every channel heals over path 1 (precopy, multifd 4,
+ *   postcopy);
  * - past the window: the link stays down longer than channel.healWindowMs;
  *   the session fails cleanly with `heal-expired` on both gateways and the
  *   source VM keeps running; a postcopy that loses its link so is then
@@ -15,8 +16,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { GatewayLogLine } from '../helpers/gateway-process.js';
-import { LOG_TIMEOUT_MS, TIMEOUT_MS, assertCleanCompletion, assertHealed, isEvent, since, startMigration, waitForPostcopyTransferred } from '../helpers/heal-migration.js';
-import { watchMigration } from '../helpers/migration-watch.js';
+import { LOG_TIMEOUT_MS, PLANS, TIMEOUT_MS, assertCleanCompletion, assertHealed, channelsOf, isEvent, since, startMidMigration } from '../helpers/heal-migration.js';
 import { MID_MIGRATION_BYTES, QEMU_PORT, QEMU_URI, SLOW_BANDWIDTH, isChannelClose, startNetnsGateways, waitForTransferred, type NetnsGateways } from '../helpers/netns-gateways.js';
 
 const isExpired = (l: GatewayLogLine): boolean => isChannelClose(l) && l['cause'] === 'heal-expired';
@@ -38,23 +38,23 @@ describe('a channel whose first path dies heals over the second', { timeout: 4 *
     await stage?.close();
   });
 
-  test('precopy: path 0 down for good mid-migration -> link-healed over path 1, completes, RAM equal', async (t) => {
-    const plan = { mode: 'precopy', maxBandwidth: SLOW_BANDWIDTH } as const;
-    const m = await startMigration(stage, 'paths', plan);
-    await waitForTransferred(m.src, MID_MIGRATION_BYTES, TIMEOUT_MS);
-    const [open] = since(stage.gwA, m.fromA, 'channel-open');
-    assert.ok(open !== undefined, 'host-a logged no channel-open');
-    await stage.net.linkDown(0);
-    try {
-      await assertCleanCompletion(t, m, 'prelaunch');
-      const [healed] = await assertHealed(stage, m, 1);
-      assert.equal(healed?.['path'], 1, `healed over path 1: ${JSON.stringify(healed)}`);
-      assert.equal(healed?.['address'], `${stage.net.paths[1]?.addrB ?? ''}:7443`, JSON.stringify(healed));
-    } finally {
-      await stage.net.linkUp(0);
-    }
-    await Promise.all([m.src.kill(), m.dst.kill()]);
-  });
+  for (const plan of PLANS) {
+    test(`${plan.mode}: path 0 down for good mid-migration -> every channel heals over path 1, completes, RAM equal`, async (t) => {
+      const m = await startMidMigration(stage, `paths-${plan.mode}`, plan);
+      await stage.net.linkDown(0);
+      try {
+        await assertCleanCompletion(t, m, plan);
+        const healed = await assertHealed(stage, m, channelsOf(plan));
+        for (const l of healed) {
+          assert.equal(l['path'], 1, `healed over path 1: ${JSON.stringify(l)}`);
+          assert.equal(l['address'], `${stage.net.paths[1]?.addrB ?? ''}:7443`, JSON.stringify(l));
+        }
+      } finally {
+        await stage.net.linkUp(0);
+      }
+      await Promise.all([m.src.kill(), m.dst.kill()]);
+    });
+  }
 });
 
 /** The route listens on QEMU_PORT and QEMU_PORT+1 (and B's target connects to the same port): the second is for the postcopy recovery. */
@@ -106,21 +106,9 @@ describe('a link down past channel.healWindowMs ends the session cleanly', { tim
   });
 
   test('postcopy: heal-expired pauses both QEMUs; migrate-recover + migrate resume=true through the gateways completes, RAM equal', async (t) => {
-    const plan = { mode: 'postcopy', maxBandwidth: SLOW_BANDWIDTH } as const;
     const { gwA, gwB, net } = stage;
-    const src = await stage.source('src-recover', { plan });
-    await src.setParameters({ 'max-postcopy-bandwidth': SLOW_BANDWIDTH });
-    const dst = await stage.destination('dst-recover', { plan });
-    const srcHash = await src.ramHash();
-    const fromA = gwA.logs.length;
-    const fromB = gwB.logs.length;
-    const started = Date.now();
-    await src.migrate(QEMU_URI);
-    const watch = watchMigration([src, dst]);
-    await waitForTransferred(src, MID_MIGRATION_BYTES, TIMEOUT_MS);
-    await src.startPostcopy();
-    const switched = await src.waitForMigration(['postcopy-active'], TIMEOUT_MS);
-    await waitForPostcopyTransferred(src, (switched.ram?.transferred ?? 0) + MID_MIGRATION_BYTES);
+    const m = await startMidMigration(stage, 'recover', { mode: 'postcopy', maxBandwidth: SLOW_BANDWIDTH });
+    const { src, dst, srcHash, fromA, fromB, watch, started } = m;
     await net.linkDown();
     try {
       await gwA.waitForLogs(isExpired, 1, LOG_TIMEOUT_MS, fromA);
