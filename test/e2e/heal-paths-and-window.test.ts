@@ -6,8 +6,8 @@
  *   mid-migration and every channel heals over path 1 (precopy, multifd 4,
  *   postcopy);
  * - past the window: the link stays down longer than channel.healWindowMs;
- *   the session fails cleanly with `heal-expired` on both gateways and the
- *   source VM keeps running; a postcopy that loses its link so is then
+ *   the session (precopy, multifd 4) fails cleanly with `heal-expired` on
+ *   both gateways and the source VM keeps running; a postcopy that loses its link so is then
  *   finished by QEMU's own recovery (migrate-recover / migrate resume=true)
  *   through the gateways.
  *
@@ -76,34 +76,35 @@ describe('a link down past channel.healWindowMs ends the session cleanly', { tim
     await stage?.close();
   });
 
-  test('precopy: heal-expired on both gateways, the source migration failed, its VM still running', async () => {
-    const plan = { mode: 'precopy', maxBandwidth: SLOW_BANDWIDTH } as const;
-    const { gwA, gwB, net } = stage;
-    const src = await stage.source('src-expire', { plan, running: true });
-    const dst = await stage.destination('dst-expire', { plan });
-    const fromA = gwA.logs.length;
-    const fromB = gwB.logs.length;
-    await src.migrate(QEMU_URI);
-    await waitForTransferred(src, MID_MIGRATION_BYTES, TIMEOUT_MS);
-    await net.linkDown();
-    try {
-      const [a] = await gwA.waitForLogs(isChannelClose, 1, LOG_TIMEOUT_MS, fromA);
-      const [b] = await gwB.waitForLogs(isChannelClose, 1, LOG_TIMEOUT_MS, fromB);
-      assert.equal(a?.['cause'], 'heal-expired', `host-a: ${JSON.stringify(a)}\n${gwA.diagnostics(20)}`);
-      assert.equal(b?.['cause'], 'heal-expired', `host-b: ${JSON.stringify(b)}\n${gwB.diagnostics(20)}`);
-      for (const [gw, from] of [[gwA, fromA], [gwB, fromB]] as const) {
-        assert.ok(since(gw, from, 'link-lost').length >= 1, `${gw.name} logged no link-lost`);
-        assert.deepEqual(since(gw, from, 'link-healed'), [], `${gw.name} healed a link that was down`);
-        assert.deepEqual(since(gw, from, 'session-stalled'), [], `${gw.name}: the stall watch fired while healing`);
+  for (const plan of PLANS.filter((p) => p.mode !== 'postcopy')) {
+    const channels = channelsOf(plan);
+    test(`${plan.mode}: heal-expired on both gateways for all ${channels} channel(s), the source migration failed, its VM still running`, async () => {
+      const { gwA, gwB, net } = stage;
+      const src = await stage.source(`src-expire-${plan.mode}`, { plan, running: true });
+      const dst = await stage.destination(`dst-expire-${plan.mode}`, { plan });
+      const fromA = gwA.logs.length;
+      const fromB = gwB.logs.length;
+      await src.migrate(QEMU_URI);
+      await waitForTransferred(src, MID_MIGRATION_BYTES, TIMEOUT_MS);
+      await gwA.waitForLogs(isEvent('channel-open'), channels, LOG_TIMEOUT_MS, fromA);
+      await net.linkDown();
+      try {
+        for (const [gw, from] of [[gwA, fromA], [gwB, fromB]] as const) {
+          const closes = await gw.waitForLogs(isChannelClose, channels, LOG_TIMEOUT_MS, from);
+          for (const l of closes) assert.equal(l['cause'], 'heal-expired', `${gw.name}: ${JSON.stringify(l)}\n${gw.diagnostics(20)}`);
+          assert.ok(since(gw, from, 'link-lost').length >= 1, `${gw.name} logged no link-lost`);
+          assert.deepEqual(since(gw, from, 'link-healed'), [], `${gw.name} healed a link that was down`);
+          assert.deepEqual(since(gw, from, 'session-stalled'), [], `${gw.name}: the stall watch fired while healing`);
+        }
+        const info = await src.waitForMigration(['failed'], TIMEOUT_MS);
+        assert.equal(info.status, 'failed');
+        assert.equal(await src.runState(), 'running', 'the source VM keeps running');
+      } finally {
+        await net.linkUp();
       }
-      const info = await src.waitForMigration(['failed'], TIMEOUT_MS);
-      assert.equal(info.status, 'failed');
-      assert.equal(await src.runState(), 'running', 'the source VM keeps running');
-    } finally {
-      await net.linkUp();
-    }
-    await Promise.all([src.kill(), dst.kill()]);
-  });
+      await Promise.all([src.kill(), dst.kill()]);
+    });
+  }
 
   test('postcopy: heal-expired pauses both QEMUs; migrate-recover + migrate resume=true through the gateways completes, RAM equal', async (t) => {
     const { gwA, gwB, net } = stage;
