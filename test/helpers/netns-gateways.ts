@@ -73,7 +73,7 @@ export interface NetnsGatewaysOptions {
   /**
    * Extra keys for route "to-b" (merged over the defaults; `peer` is
    * path 0's address), given the paths and the gateway port, e.g. a list of
-   * peer paths: `route: (paths, port) => ({ peers: paths.map((p) => `${p.addrB}:${port}`) })`.
+   * peer paths: `route: (paths, port) => ({ peer: paths.map((p) => `${p.addrB}:${port}`) })`.
    */
   readonly route?: (paths: readonly NetnsPath[], gatewayPort: number) => Readonly<Record<string, unknown>>;
 }
