@@ -41,7 +41,7 @@ export interface Migration {
  * (max-postcopy-bandwidth, 0: none) is set to max-bandwidth too, so that the
  * background transfer is still running when a fault lands.
  */
-export async function startMigration(stage: NetnsGateways, name: string, plan: MigrationPlan): Promise<Migration> {
+async function startMigration(stage: NetnsGateways, name: string, plan: MigrationPlan): Promise<Migration> {
   const src = await stage.source(`src-${name}`, { plan });
   if (plan.mode === 'postcopy' && plan.maxBandwidth !== undefined) await src.setParameters({ 'max-postcopy-bandwidth': plan.maxBandwidth });
   const dst = await stage.destination(`dst-${name}`, { plan });
@@ -60,7 +60,7 @@ export function channelsOf(plan: MigrationPlan): number {
 }
 
 /** The destination's run state once a migration of a paused guest has completed. */
-export function finalStateOf(plan: MigrationPlan): 'prelaunch' | 'paused' {
+function finalStateOf(plan: MigrationPlan): 'prelaunch' | 'paused' {
   return plan.mode === 'postcopy' ? 'paused' : 'prelaunch';
 }
 
@@ -120,7 +120,7 @@ export async function assertHealed(stage: NetnsGateways, m: Migration, channels:
 }
 
 /** Waits until the source is in postcopy-active with at least `bytes` sent. */
-export async function waitForPostcopyTransferred(vm: QemuVm, bytes: number): Promise<void> {
+async function waitForPostcopyTransferred(vm: QemuVm, bytes: number): Promise<void> {
   const deadline = Date.now() + TIMEOUT_MS;
   for (;;) {
     const info = await vm.qmp.queryMigrate();
