@@ -30,6 +30,12 @@ const MAX_RETRY_MS = 5_000;
 /** heal-elsewhere: another worker of the peer holds the channel; the next connection likely reaches another one. */
 const ELSEWHERE_RETRY_MS = 50;
 /**
+ * Round robin over at most 64 workers finds the one that holds the channel
+ * within a second or two; after this long of nothing but heal-elsewhere, no
+ * worker holds it (one that died before its primary saw the channel).
+ */
+const ELSEWHERE_GIVE_UP_MS = 10_000;
+/**
  * Refusals from the peer gateway that say nothing about the channel: busy,
  * slow, or a login problem an operator can still fix within the window.
  * Any other refusal is the peer's verdict on the channel (denied, unknown,
@@ -98,6 +104,7 @@ export class ChannelHealer {
     let wait = FIRST_RETRY_MS;
     let attempts = 0;
     let lastWarn = Date.now();
+    let elsewhereSince: number | undefined;
     while (relay.state === 'healing' && !stop.signal.aborted) {
       attempts += 1;
       try {
@@ -130,9 +137,17 @@ export class ChannelHealer {
           log.warn({ event: 'still-healing', cause: err.code, attempts, outageS: outage }, `channel still healing after ${outage} s and ${attempts} attempts; last: ${err.code}: ${err.message}`);
         }
         if (err.code === 'heal-elsewhere') {
+          elsewhereSince ??= Date.now();
+          if (Date.now() - elsewhereSince > ELSEWHERE_GIVE_UP_MS) {
+            const message = `for ${ELSEWHERE_GIVE_UP_MS / 1000} s no worker of the peer gateway held the channel: its side is gone`;
+            log.warn({ event: 'heal-failed', cause: 'heal-unknown', attempts }, message);
+            relay.abort('heal-unknown', message);
+            return;
+          }
           await sleep(ELSEWHERE_RETRY_MS, stop.signal);
           continue;
         }
+        elsewhereSince = undefined;
         await sleep(wait, stop.signal);
         wait = Math.min(wait * 2, MAX_RETRY_MS);
       }

@@ -158,7 +158,12 @@ async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[
   // A case's connections must be channels 0..n-1 of a session of their own: the last
   // case's channels finish their END/ACK exchange just after their clients saw the end.
   const idle = async (sock: string): Promise<boolean> => (await adminRequest(sock, { op: 'sessions' }))['sessions'].length === 0;
-  await waitFor(async () => (await idle(sockA)) && (await idle(sockB)), { what: 'the previous case to end on both gateways' });
+  await waitFor(async () => (await idle(sockA)) && (await idle(sockB)), { what: 'the previous case to end on both gateways', timeoutMs: 30_000 }).catch(async (e: unknown) => {
+    // Which channels are left, and how they got there, is what a failure here needs.
+    const left = { a: (await adminRequest(sockA, { op: 'sessions' }))['sessions'], b: (await adminRequest(sockB, { op: 'sessions' }))['sessions'] };
+    const lines = [...gwA.logs, ...gwB.logs].filter((l) => (l.level ?? 0) >= 40).slice(-20);
+    throw new Error(`${String(e)}; left: ${JSON.stringify(left)}; last warnings: ${lines.map((l) => JSON.stringify(l)).join('\n')}`);
+  });
   const run = `case${caseNo++}`;
   const clients: Socket[] = [];
   const tags: string[] = [];
