@@ -10,13 +10,18 @@
  *            SESSION --socket A` is spawned as its own process, as an
  *            operator would run it. Timed from the spawn until the source's
  *            connection sees its reset ("reset"), and until the CLI has
- *            exited ("cli-exit").
+ *            exited ("cli-exit"); "at-gateway" is when the source gateway
+ *            logged the cancel (its log's ms clock), the CLI's share.
+ *            "qemu-failed": the same, with a real QEMU migrating through the
+ *            pair, until its query-migrate says "failed".
  *   qemu     A real QEMU (random guest RAM, so nothing fits in a socket
  *            buffer) migrating over plain TCP to a listener that accepts and
  *            never reads. Once ram.transferred stands still, `migrate_cancel`
  *            goes over the already open QMP connection. Timed until its reply
  *            ("reply") and until query-migrate says "cancelled" ("cancelled",
- *            polled back to back).
+ *            polled back to back). "socat": migrate_cancel sent by a socat
+ *            process on a second QMP monitor, until "cancelled".
+ *   node     A bare `node -e 0`: the floor under any Node.js CLI.
  *
  *   npm run build && node dist/bench/cancel.js [--rounds 7] [--key-bits 3072]
  *
@@ -112,33 +117,39 @@ async function startPair(dir: string, pki: { hostA: string; hostB: string }, tar
   return { a, b, routePort, sockA, stop: async () => void (await Promise.all([a.stop(), b.stop()])) };
 }
 
-interface VmgateSample { reset: number; cliExit: number }
+interface VmgateSample { atGateway: number; reset: number; cliExit: number }
 
 /**
  * Once the pair's one session stands still, spawns `vmgate cancel SESSION`;
- * resolves with the spawn's hrtime and a promise of the CLI's exit hrtime.
+ * resolves with the spawn's hrtime and wall-clock time, the session id and
+ * a promise of the CLI's exit hrtime.
  */
-async function cancelByCli(pair: Pair): Promise<{ t0: bigint; exited: Promise<bigint> }> {
+async function cancelByCli(pair: Pair): Promise<{ t0: bigint; wall0: number; id: string; exited: Promise<bigint> }> {
   const session = async (): Promise<{ session: string; bytesOut: number } | undefined> => (await adminRequest(pair.sockA, { op: 'sessions' })).sessions[0];
   // A session that moved bytes first: a missing session would look "steady" too.
   await waitFor(async () => ((await session())?.bytesOut ?? 0) > 0, { what: 'the source gateway to relay a first byte', timeoutMs: TIMEOUT_MS });
   await waitUntilSteady(async () => (await session())?.bytesOut ?? -1, STEADY_MS, { what: 'the source gateway to block on the stuck target', timeoutMs: TIMEOUT_MS });
   const id = (await session())?.session;
   if (id === undefined) throw new Error('the pair lists no session for the stalled channel');
+  const wall0 = Date.now();
   const t0 = process.hrtime.bigint();
   const cli = spawn(process.execPath, [CLI_PATH, 'cancel', id, '--socket', pair.sockA], { stdio: ['ignore', 'ignore', 'inherit'] });
-  return { t0, exited: new Promise<bigint>((resolve) => cli.once('exit', () => resolve(process.hrtime.bigint()))) };
+  return { t0, wall0, id, exited: new Promise<bigint>((resolve) => cli.once('exit', () => resolve(process.hrtime.bigint()))) };
 }
 
 /** (a) A stalled socket client through the pair, ended by a `vmgate cancel` process. */
 async function vmgateRound(pair: Pair, target: StuckListener): Promise<VmgateSample> {
   const client = await connectLoopback(pair.routePort);
   const ended = blockedWriter(client);
-  const { t0, exited } = await cancelByCli(pair);
+  const from = pair.a.logs.length;
+  const { t0, wall0, id, exited } = await cancelByCli(pair);
   const [resetAt, exitAt] = await Promise.all([ended, exited]);
+  // The gateway's own log line (ms resolution): how much of the time the CLI spent before its request arrived.
+  const [logged] = await pair.a.waitForLogs((l) => l.event === 'cancelled' && l['session'] === id, 1, TIMEOUT_MS, from);
   client.destroy();
   target.clear();
-  return { reset: Number(resetAt - t0) / 1e6, cliExit: Number(exitAt - t0) / 1e6 };
+  const loggedAt = typeof logged?.time === 'number' ? logged.time : Date.parse(String(logged?.time));
+  return { atGateway: loggedAt - wall0, reset: Number(resetAt - t0) / 1e6, cliExit: Number(exitAt - t0) / 1e6 };
 }
 
 /** Resolves once `vm`'s migration has sent bytes and then stood still (blocked in a write). */
@@ -254,6 +265,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < steps.length; i += 1) await steps[(i + r) % steps.length]?.();
     }
     console.log(`cancel of a stalled migration: ${rounds} rounds on loopback (vmgate: two gateway processes, RSA-${keyBits}; QEMU 7.2: ${await vm.accelerator()}, 128 MiB guest)`);
+    console.log(line('vmgate at-gateway', v.map((s) => s.atGateway)));
     console.log(line('vmgate reset', v.map((s) => s.reset)));
     console.log(line('vmgate cli-exit', v.map((s) => s.cliExit)));
     console.log(line('vmgate qemu-failed', vq));
