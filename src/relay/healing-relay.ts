@@ -216,7 +216,9 @@ export class HealingRelay implements ChannelRelay {
     this.hop = undefined;
     if (hop) {
       // The cause first, then the close: a reset now could discard it unread.
-      if (!fromPeer) hop.tls.end(abortRecord(cause, message));
+      // With how far the channel got here, as the peer's log of a version 1 end gets it from REPORT.
+      const { bytesIn, bytesOut } = this.counters;
+      if (!fromPeer) hop.tls.end(abortRecord(cause, `${message} (after ${mib(bytesIn)} received, ${mib(bytesOut)} sent there)`));
       setTimeout(() => abortConnection(hop.raw, hop.tls), 1000).unref();
     }
   }
@@ -487,6 +489,10 @@ export class HealingRelay implements ChannelRelay {
     this.finish('ok', this.completeWhy);
     if (hop && !hop.tls.destroyed) hop.tls.destroy();
   }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
 function codeSuffix(e: unknown): string {
