@@ -189,13 +189,7 @@ export class HealingRelay implements ChannelRelay {
     this.endAcked = true;
     this.state = 'open';
     this.completing = true;
-    // QEMU may still be reading the last bytes: done once its socket has closed, as in checkComplete.
-    this.graceTimer = setTimeout(() => {
-      if (this.local.destroyed) this.closeDone();
-      else this.abort('stalled', `the channel did not finish closing within ${this.opts.closeGraceMs} ms`);
-    }, this.opts.closeGraceMs);
-    this.graceTimer.unref();
-    this.maybeDone();
+    this.closeWithin();
   }
 
   /** Ends the channel now with `cause`, telling the peer why if the hop is up. Idempotent. */
@@ -470,6 +464,11 @@ export class HealingRelay implements ChannelRelay {
     this.completing = true;
     clearTimeout(this.ackTimer);
     this.hop.tls.end();
+    this.closeWithin();
+  }
+
+  /** Done once QEMU's socket has closed (it may still be reading the last bytes), within closeGraceMs. */
+  private closeWithin(): void {
     this.graceTimer = setTimeout(() => {
       if (this.local.destroyed) this.closeDone();
       else this.abort('stalled', `the channel did not finish closing within ${this.opts.closeGraceMs} ms`);
