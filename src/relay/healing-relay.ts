@@ -70,9 +70,10 @@ export class HealingRelay implements ChannelRelay {
   private peerEnded = false;
   private ackedIn = 0;
   /**
-   * A record has come from the peer on this channel: it knows the channel is
-   * open. Until then a lost hop is not healed: the peer may never have got
-   * OPENED, and nobody would come to continue it.
+   * A record has come from the peer on this channel (over an earlier hop;
+   * `peerHeard` adds the current one): it knows the channel is open. Until
+   * then a lost hop waits only briefly for a CONTINUE: the peer may never
+   * have got OPENED, and then nobody would come to continue it.
    */
   private heardFromPeer = false;
   private get peerHeard(): boolean {
