@@ -371,6 +371,11 @@ export class HealingRelay implements ChannelRelay {
     }
     this.peerEnded = true;
     this.local.end();
+    // No DATA may follow END, so QEMU's full buffer no longer bounds what the
+    // hop may bring; and Node emits no 'drain' after end(): reading must not
+    // wait for one, or the peer's last ACK would never be read.
+    this.localFull = false;
+    this.resumeHop();
     this.sendAck();
     this.checkComplete();
   }
