@@ -154,9 +154,8 @@ after(async () => {
 });
 
 /** Opens `n` channels one after the other (each accepted before the next), each starting with its tag. */
-async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[]; from: number }> {
-  // A case's connections must be channels 0..n-1 of a session of their own: the last
-  // case's channels finish their END/ACK exchange just after their clients saw the end.
+/** Waits until neither gateway carries a channel; says what was left if that does not come. */
+async function bothIdle(): Promise<void> {
   const idle = async (sock: string): Promise<boolean> => (await adminRequest(sock, { op: 'sessions' }))['sessions'].length === 0;
   await waitFor(async () => (await idle(sockA)) && (await idle(sockB)), { what: 'the previous case to end on both gateways', timeoutMs: 30_000 }).catch(async (e: unknown) => {
     // Which channels are left, and how they got there, is what a failure here needs.
@@ -164,6 +163,12 @@ async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[
     const lines = [...gwA.logs, ...gwB.logs].filter((l) => (l.level ?? 0) >= 40).slice(-20);
     throw new Error(`${String(e)}; left: ${JSON.stringify(left)}; last warnings: ${lines.map((l) => JSON.stringify(l)).join('\n')}`);
   });
+}
+
+async function openTagged(n: number): Promise<{ clients: Socket[]; tags: string[]; from: number }> {
+  // A case's connections must be channels 0..n-1 of a session of their own: the last
+  // case's channels finish their END/ACK exchange just after their clients saw the end.
+  await bothIdle();
   const run = `case${caseNo++}`;
   const clients: Socket[] = [];
   const tags: string[] = [];
@@ -450,4 +455,8 @@ test('destination-worker-crash: killing a destination worker ends only its chann
   }
   for (const k of doomed) (clients[k] as Socket).destroy();
   await gwB.waitForLog((l) => l.event === 'worker-started' && gwB.logs.indexOf(l) >= fromB, 10_000);
+  // The source's side of the dead worker's channels heals in vain and ends (worker-exited
+  // from the end record, or heal-unknown once no worker has held them for 10 s): the
+  // gateways are then idle for the stop that follows.
+  await bothIdle();
 });
