@@ -15,6 +15,7 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { pacedSender } from '../helpers/paced-sender.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,30 +45,6 @@ const OTHER_PASSWORD = randomBytes(18).toString('base64url');
 const KiB = 1024;
 /** Every channel secret the server handed out (OPENED, CONTINUED): none may appear in its log. */
 const secrets: string[] = [];
-
-/** The source side of the transfer beside: paced so it spans every case, hashing what it sends. */
-function pacedSender(s: Socket): { stop(): Promise<{ digest: string; bytes: number }> } {
-  let stopping = false;
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const done = (async () => {
-    while (!stopping) {
-      const chunk = randomBytes(32 * KiB);
-      hash.update(chunk);
-      bytes += chunk.length;
-      if (!s.write(chunk)) await once(s, 'drain');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    s.end();
-    return { digest: hash.digest('hex'), bytes };
-  })();
-  return {
-    stop() {
-      stopping = true;
-      return done;
-    },
-  };
-}
 
 function sha(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
@@ -117,11 +94,11 @@ describe('hostile CONTINUEs against a live server', { timeout: 120_000 }, () => 
     const opened = nextChannel(b.channels);
     const source = connect({ host: '127.0.0.1', port });
     await once(source, 'connect');
-    const up = pacedSender(source);
+    const up = pacedSender(source, 32 * KiB);
     const atSource = receiveAll(source);
     const dest = await target.connection(1);
     const atDest = receiveAll(dest);
-    const down = pacedSender(dest);
+    const down = pacedSender(dest, 32 * KiB);
     const serverEntry = await opened;
     beside = { source, dest, up, down, atDest, atSource, serverEntry };
   });

@@ -16,8 +16,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { pacedSender } from '../helpers/paced-sender.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -63,30 +63,6 @@ async function acceptCounter(): Promise<AcceptCounter> {
   await new Promise<void>((r) => t.server.listen(0, '127.0.0.1', r));
   t.port = (t.server.address() as { port: number }).port;
   return t;
-}
-
-/** The source side of the concurrent transfer: paced so it spans every case, hashing what it sends. */
-function pacedSender(s: Socket): { stop(): Promise<{ digest: string; bytes: number }> } {
-  let stopping = false;
-  const hash = createHash('sha256');
-  let bytes = 0;
-  const done = (async () => {
-    while (!stopping) {
-      const chunk = randomBytes(64 * 1024);
-      hash.update(chunk);
-      bytes += chunk.length;
-      if (!s.write(chunk)) await once(s, 'drain');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    s.end();
-    return { digest: hash.digest('hex'), bytes };
-  })();
-  return {
-    stop() {
-      stopping = true;
-      return done;
-    },
-  };
 }
 
 /** What the client learned: `frame:<code>` (ERROR frame), `alert:<code>` (TLS alert), or `closed`. */
@@ -160,7 +136,7 @@ describe('hostile peers against a live gateway', { timeout: 180_000 }, () => {
     });
     port = pair.b.serverAddress()?.port ?? 0;
     const client = await connectLoopback(pair.routeAddress.port);
-    transfer = { sender: pacedSender(client), returned: receiveAll(client) };
+    transfer = { sender: pacedSender(client, 64 * 1024), returned: receiveAll(client) };
     await logs.waitFor({ gateway: 'host-b', event: 'channel-open', target: 'incoming' });
   });
 
